@@ -1,7 +1,8 @@
 """fcnseg: Fully Convolutional Networks for semantic segmentation (Long, Shelhamer, Darrell 2015)."""
 
 from fcnseg.errors import FcnsegError
+from fcnseg.models import build_model, list_models
 
 __version__ = "0.1.0"
 
-__all__ = ["FcnsegError", "__version__"]
+__all__ = ["FcnsegError", "__version__", "build_model", "list_models"]

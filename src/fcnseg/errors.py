@@ -1,7 +1,7 @@
 """The one exception type for errors a user can cause."""
 
 
-class FcnsegError(Exception):
+class FcnsegError(ValueError):
     """A problem with the user's input: a file, a value, an option.
 
     The message is one line that names the file or value and what was expected; the CLI prints

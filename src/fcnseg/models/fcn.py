@@ -1,0 +1,157 @@
+"""The skip DAG of section 4.2: FCN-32s, FCN-16s, FCN-8s on a convolutionalized classifier.
+
+The FCN registers the backbone's layers under their own names, flat, next to its head layers
+(``score_fr``, ``score_pool4``, ``upscore2``, ...): the state dict reads like the published
+Caffe nets, so their weights load by name. Every crop is derived from the geometry of the maps
+it aligns (``fcnseg.models.geometry``), never typed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fcnseg.models.classifier import Classifier, run_trunk, trunk_geometry
+from fcnseg.models.geometry import INPUT, Geometry, Layer, bilinear_kernel_size, module_layers
+from fcnseg.models.upsample import bilinear_upsampling
+
+GEOMETRIES = ("caffe", "lean")
+
+# Upsampling layer that brings the fused scores from stride 32 to 16, and from 16 to 8.
+_SKIP_UPSCORE = {"pool4": "upscore2", "pool3": "upscore_pool4"}
+# Fixed scales of the at-once net (voc-fcn8s-atonce): the skips start nearly silent.
+ATONCE_SCALES = {"pool4": 0.01, "pool3": 0.0001}
+
+
+class ChannelScale(nn.Module):
+    """Caffe's Scale layer with a fixed per-channel factor (``scale_pool4``, ``scale_pool3``)."""
+
+    def __init__(self, channels: int, value: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels,), value), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight.view(1, -1, 1, 1)
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How a skip's scores meet the upsampled coarser scores: cells cropped from each."""
+
+    skip: str
+    crop_upscore: int
+    crop_skip: int
+
+
+class FCN(nn.Module):
+    """A fully convolutional net: backbone features, 1x1 class scores, upsampling, skips.
+
+    Args:
+        backbone: a convolutionalized, decapitated classifier; its layers are taken over.
+        num_classes: output channels (21 for PASCAL VOC, background included).
+        skips: finer feature maps fused in order, ``()`` for 32s, ``("pool4",)`` for 16s,
+            ``("pool4", "pool3")`` for 8s.
+        atonce: scale the skip features by the fixed factors of the at-once net.
+    """
+
+    def __init__(
+        self,
+        backbone: Classifier,
+        num_classes: int,
+        *,
+        skips: tuple[str, ...] = (),
+        atonce: bool = False,
+    ) -> None:
+        super().__init__()
+        for name in skips:
+            if name not in backbone.taps:
+                raise ValueError(f"{type(backbone).__name__} has no '{name}' map for a skip")
+        self.trunk = list(backbone.trunk)
+        self.taps = {name: tap.layer for name, tap in backbone.taps.items()}
+        self.skips = skips
+        self.num_classes = num_classes
+        for layer_name in backbone.trunk:
+            top = layer_name.split(".")[0]
+            if not hasattr(self, top):
+                self.add_module(top, backbone.get_submodule(top))
+
+        tap_geometry = trunk_geometry(self, self.trunk, self.taps)
+        self.score_fr = _zero_conv(backbone.taps["fc7"].channels, num_classes)
+        score = tap_geometry["fc7"]
+        self.fusions: list[Fusion] = []
+        for skip in skips:
+            upscore = _SKIP_UPSCORE[skip]
+            kernel = bilinear_kernel_size(2, score, tap_geometry[skip])
+            self.add_module(upscore, bilinear_upsampling(num_classes, kernel, 2, learnable=True))
+            up = score.then(_layer_of(self.get_submodule(upscore)))
+            if atonce:
+                self.add_module(
+                    f"scale_{skip}", ChannelScale(backbone.taps[skip].channels, ATONCE_SCALES[skip])
+                )
+            self.add_module(f"score_{skip}", _zero_conv(backbone.taps[skip].channels, num_classes))
+            fine = tap_geometry[skip]
+            # Caffe crops the skip scores onto the upsampled ones; the general rule keeps the
+            # cells both maps cover, which is the same crop wherever Caffe's applies.
+            start = max(up.offset, fine.offset)
+            aligned = Geometry(max(up.receptive_field, fine.receptive_field), up.stride, start)
+            self.fusions.append(Fusion(skip, up.crop_to(aligned), fine.crop_to(aligned)))
+            score = aligned
+
+        factor = int(score.stride)
+        kernel = bilinear_kernel_size(factor, score, INPUT)
+        self.final_upscore = {0: "upscore", 1: "upscore16", 2: "upscore8"}[len(skips)]
+        self.add_module(
+            self.final_upscore, bilinear_upsampling(num_classes, kernel, factor, learnable=False)
+        )
+        self.output_geometry = score.then(_layer_of(self.get_submodule(self.final_upscore)))
+        self.crop = self.output_geometry.crop_to(INPUT)
+        self.score_geometry = {"fc7": tap_geometry["fc7"], **{s: tap_geometry[s] for s in skips}}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """N x C_in x H x W input (BGR, 0-255, mean subtracted) to N x classes x H x W scores."""
+        height, width = x.shape[-2:]
+        features, _ = run_trunk(self, self.trunk, x, self.taps)
+        score = self.score_fr(features["fc7"])  # N×K×H/32×W/32
+        for fusion in self.fusions:
+            upscore = self.get_submodule(_SKIP_UPSCORE[fusion.skip])(score)  # 2x finer
+            feature = features[fusion.skip]
+            if hasattr(self, f"scale_{fusion.skip}"):
+                feature = self.get_submodule(f"scale_{fusion.skip}")(feature)
+            skip_score = self.get_submodule(f"score_{fusion.skip}")(feature)
+            score = _crop_sum(upscore, fusion.crop_upscore, skip_score, fusion.crop_skip)
+        upscore = self.get_submodule(self.final_upscore)(score)  # N×K×~H×~W
+        c = self.crop
+        return upscore[:, :, c : c + height, c : c + width]
+
+    def derived_crops(self) -> dict[str, int]:
+        """Every crop offset, under the name of the layer whose output is cropped."""
+        crops = {}
+        for fusion in self.fusions:
+            crops[_SKIP_UPSCORE[fusion.skip]] = fusion.crop_upscore
+            crops[f"score_{fusion.skip}"] = fusion.crop_skip
+        crops[self.final_upscore] = self.crop
+        return crops
+
+
+def _crop_sum(a: torch.Tensor, crop_a: int, b: torch.Tensor, crop_b: int) -> torch.Tensor:
+    height = min(a.shape[-2] - crop_a, b.shape[-2] - crop_b)
+    width = min(a.shape[-1] - crop_a, b.shape[-1] - crop_b)
+    return (
+        a[:, :, crop_a : crop_a + height, crop_a : crop_a + width]
+        + b[:, :, crop_b : crop_b + height, crop_b : crop_b + width]
+    )
+
+
+def _zero_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
+    # Zero-initialised class scores (section 4.3): random ones did no better.
+    conv = nn.Conv2d(in_channels, out_channels, 1)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+def _layer_of(module: nn.Module) -> Layer:
+    (layer,) = module_layers(module)
+    return layer

@@ -1,0 +1,111 @@
+"""The model table: one explicit name -> (backbone, skips) entry per FCN."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from fcnseg.errors import FcnsegError
+from fcnseg.models.alexnet import AlexNet
+from fcnseg.models.classifier import Classifier
+from fcnseg.models.convolutionalize import convolutionalize
+from fcnseg.models.fcn import FCN, GEOMETRIES
+from fcnseg.models.googlenet import GoogLeNet
+from fcnseg.models.vgg import VGG16
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """An FCN: which classifier it is cast from and which skips it fuses."""
+
+    backbone: Callable[..., Classifier]
+    skips: tuple[str, ...] = ()
+    atonce: bool = False
+
+
+def _table(*entries: tuple[str, ModelSpec]) -> dict[str, ModelSpec]:
+    table: dict[str, ModelSpec] = {}
+    for name, spec in entries:
+        if name in table:
+            raise ValueError(f"model '{name}' is defined twice")
+        table[name] = spec
+    return table
+
+
+MODELS = _table(
+    ("fcn32s-vgg16", ModelSpec(VGG16)),
+    ("fcn16s-vgg16", ModelSpec(VGG16, ("pool4",))),
+    ("fcn8s-vgg16", ModelSpec(VGG16, ("pool4", "pool3"))),
+    ("fcn8s-atonce-vgg16", ModelSpec(VGG16, ("pool4", "pool3"), atonce=True)),
+    ("fcn32s-alexnet", ModelSpec(AlexNet)),
+    ("fcn32s-googlenet", ModelSpec(GoogLeNet)),
+    ("fcn16s-googlenet", ModelSpec(GoogLeNet, ("pool4",))),
+    ("fcn8s-googlenet", ModelSpec(GoogLeNet, ("pool4", "pool3"))),
+)
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`build_model`."""
+    return list(MODELS)
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    geometry: str = "caffe",
+    *,
+    classifier: Classifier | None = None,
+    **backbone_options: object,
+) -> FCN:
+    """Builds an FCN, initialised as the paper and the reference initialise it.
+
+    Args:
+        name: one of :func:`list_models`.
+        num_classes: score channels, background included (21 for PASCAL VOC).
+        geometry: ``"caffe"`` reproduces the published nets exactly (conv1 padded by 100,
+            fc6 unpadded, crops); ``"lean"`` drops the 100-pixel padding and pads fc6 instead,
+            for far fewer FLOPs (VGG16 nets only).
+        classifier: an ImageNet classifier with trained weights to cast the FCN from (section
+            4.1); random weights when None.
+        **backbone_options: passed to the backbone's constructor when ``classifier`` is None
+            (VGG16: ``width``, ``fc_width``, ``batch_norm``, ``in_channels``).
+
+    Returns:
+        The FCN: score layers zero, upsampling bilinear, the final upsampling frozen.
+    """
+    if name not in MODELS:
+        raise FcnsegError(f"unknown model '{name}'; known models: {', '.join(MODELS)}")
+    if geometry not in GEOMETRIES:
+        raise FcnsegError(f"unknown geometry '{geometry}'; choose one of {', '.join(GEOMETRIES)}")
+    if num_classes < 1:
+        raise FcnsegError(f"num_classes must be at least 1, got {num_classes}")
+    spec = MODELS[name]
+    if classifier is None:
+        try:
+            classifier = spec.backbone(**backbone_options)
+        except TypeError as error:
+            raise FcnsegError(f"model '{name}': {error}") from None
+    net = convolutionalize(classifier)
+    set_geometry(net, geometry)
+    return FCN(net, num_classes, skips=spec.skips, atonce=spec.atonce)
+
+
+def set_geometry(net: Classifier, geometry: str) -> None:
+    """Pads a convolutionalized classifier for the chosen geometry.
+
+    Caffe's FCNs pad the first convolution by 100 so that fc6's unpadded 7x7 window fits any
+    input, and crop the excess back off; the lean geometry pads fc6 by half its kernel instead,
+    which keeps the maps about the input's size divided by the stride.
+    """
+    first = net.get_submodule(net.input_layer)
+    assert isinstance(first, nn.Conv2d)
+    if geometry == "caffe":
+        first.padding = (100, 100)
+        return
+    if not isinstance(net, VGG16):
+        raise FcnsegError(f"the lean geometry is defined for VGG16 nets, not {type(net).__name__}")
+    fc6 = net.get_submodule("fc6")
+    assert isinstance(fc6, nn.Conv2d)
+    fc6.padding = (fc6.kernel_size[0] // 2, fc6.kernel_size[1] // 2)
