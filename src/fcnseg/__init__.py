@@ -1,4 +1,4 @@
-"""fcnseg: Fully Convolutional Networks for semantic segmentation (Long, Shelhamer, Darrell 2015)."""
+"""fcnseg: Fully Convolutional Networks for semantic segmentation (Long, Shelhamer, Darrell)."""
 
 from fcnseg.errors import FcnsegError
 from fcnseg.models import build_model, list_models

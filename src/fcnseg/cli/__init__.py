@@ -1,0 +1,54 @@
+"""The ``fcnseg`` command: one subcommand per module, each a thin layer over library functions.
+
+Every subcommand module has ``add_parser(subparsers)`` and ``run(args) -> int``. Errors a user
+can cause arrive as :class:`fcnseg.FcnsegError` and are printed as one line, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from fcnseg.errors import FcnsegError
+
+# subcommand -> module under fcnseg.cli (``eval`` is a builtin's name, hence ``evaluate``)
+COMMANDS = {
+    "train": "train",
+    "eval": "evaluate",
+    "predict": "predict",
+    "demo": "demo",
+    "convert": "convert",
+    "export": "export",
+    "bench": "bench",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, every subcommand included."""
+    parser = argparse.ArgumentParser(
+        prog="fcnseg", description="Fully convolutional networks for semantic segmentation."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"fcnseg.cli.{module_name}")
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fcnseg`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except FcnsegError as error:
+        print(f"fcnseg {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"fcnseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
