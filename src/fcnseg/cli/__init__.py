@@ -13,16 +13,8 @@ from collections.abc import Sequence
 
 from fcnseg.errors import FcnsegError
 
-# subcommand -> module under fcnseg.cli (``eval`` is a builtin's name, hence ``evaluate``)
-COMMANDS = {
-    "train": "train",
-    "eval": "evaluate",
-    "predict": "predict",
-    "demo": "demo",
-    "convert": "convert",
-    "export": "export",
-    "bench": "bench",
-}
+# Modules under fcnseg.cli, one per subcommand (``fcnseg eval`` lives in ``evaluate``).
+COMMANDS = ("train", "evaluate", "predict", "demo", "convert", "export", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fcnseg", description="Fully convolutional networks for semantic segmentation."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
+    for module_name in COMMANDS:
         module = importlib.import_module(f"fcnseg.cli.{module_name}")
         module.add_parser(subparsers)
     return parser

@@ -90,8 +90,14 @@ def module_layers(module: nn.Module) -> list[Layer]:
     if hasattr(module, "spatial_layers"):
         return list(module.spatial_layers())
     if isinstance(module, nn.ConvTranspose2d):
-        return [Layer(_square(module.kernel_size), _square(module.stride), _square(module.padding),
-                      transposed=True)]
+        return [
+            Layer(
+                _square(module.kernel_size),
+                _square(module.stride),
+                _square(module.padding),
+                transposed=True,
+            )
+        ]
     if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
         kernel = _square(module.kernel_size)
         if isinstance(module, nn.Conv2d):

@@ -27,8 +27,10 @@ def init_from_coarser(fine: FCN, coarse: FCN) -> list[str]:
             if name.startswith(fine.final_upscore + ".") or name not in source:
                 continue
             if source[name].shape != tensor.shape:
-                raise ValueError(f"{name}: shape {tuple(source[name].shape)} cannot initialise "
-                                 f"{tuple(tensor.shape)}")
+                raise ValueError(
+                    f"{name}: shape {tuple(source[name].shape)} cannot initialise "
+                    f"{tuple(tensor.shape)}"
+                )
             tensor.copy_(source[name])
             copied.append(name)
     return copied
