@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from fcnseg.errors import FcnsegError
 
@@ -61,7 +61,7 @@ def open_image(path: Path) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise FcnsegError(f"{path}: cannot read image ({error})") from None
     return image
 
@@ -87,8 +87,8 @@ def read_mat(path: Path, variable: str) -> np.ndarray:
     """Reads one variable of a MATLAB .mat file as `scipy.io.loadmat` returns it."""
     try:
         mat = scipy.io.loadmat(path)
-    except (OSError, ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as e:
-        raise FcnsegError(f"{path}: cannot read MATLAB file ({e})") from None
+    except Exception as error:  # scipy's parser fails on damaged files with many error types
+        raise FcnsegError(f"{path}: cannot read MATLAB file ({error!r})") from None
     if variable not in mat:
         found = ", ".join(k for k in mat if not k.startswith("__")) or "none"
         raise FcnsegError(f"{path}: no variable '{variable}' (found: {found})")
