@@ -105,6 +105,4 @@ def caffe_convention(mean_bgr: Sequence[float]) -> InputConvention:
     return InputConvention("BGR", 255.0, tuple(mean_bgr))
 
 
-TORCHVISION_IMAGENET = InputConvention(
-    "RGB", 1.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-)
+TORCHVISION_IMAGENET = InputConvention("RGB", 1.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

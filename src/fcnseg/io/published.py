@@ -1,0 +1,354 @@
+"""The published weights fcnseg converts: the reference FCNs and the ILSVRC classifiers.
+
+Each entry says what a file holds (which fcnseg model, how many classes and which), what input
+it expects, and where it comes from. A file names its entry by ``convert(..., source=NAME)`` or
+by its file name. Two published files hold two nets each: the SIFT Flow FCNs score semantic and
+geometric classes from one trunk (``*-sem`` and ``*-geo`` layers), and the NYUDv2 late-fusion
+net runs a colour and an HHA stream (``*color`` and ``*hha`` layers) whose scores are averaged;
+an entry picks one of them by the suffix of its layer names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fcnseg.errors import FcnsegError
+from fcnseg.io.convention import TORCHVISION_IMAGENET, InputConvention, caffe_convention
+from fcnseg.models import VGG16, AlexNet, Classifier, GoogLeNet
+
+FCN = "fcn"
+CLASSIFIER = "classifier"
+
+_BERKELEY = "http://dl.caffe.berkeleyvision.org/"
+
+VOC_CLASSES = (
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
+# data/nyud/classes.txt of the reference: the 40-class task of Gupta et al. (ECCV 2014).
+NYUD_CLASSES = (
+    "wall",
+    "floor",
+    "cabinet",
+    "bed",
+    "chair",
+    "sofa",
+    "table",
+    "door",
+    "window",
+    "bookshelf",
+    "picture",
+    "counter",
+    "blinds",
+    "desk",
+    "shelves",
+    "curtain",
+    "dresser",
+    "pillow",
+    "mirror",
+    "floor mat",
+    "clothes",
+    "ceiling",
+    "books",
+    "refridgerator",
+    "television",
+    "paper",
+    "towel",
+    "shower curtain",
+    "box",
+    "whiteboard",
+    "person",
+    "night stand",
+    "toilet",
+    "sink",
+    "lamp",
+    "bathtub",
+    "bag",
+    "otherstructure",
+    "otherfurniture",
+    "otherprop",
+)
+SIFTFLOW_SEMANTIC_CLASSES = (
+    "awning",
+    "balcony",
+    "bird",
+    "boat",
+    "bridge",
+    "building",
+    "bus",
+    "car",
+    "cow",
+    "crosswalk",
+    "desert",
+    "door",
+    "fence",
+    "field",
+    "grass",
+    "moon",
+    "mountain",
+    "person",
+    "plant",
+    "pole",
+    "river",
+    "road",
+    "rock",
+    "sand",
+    "sea",
+    "sidewalk",
+    "sign",
+    "sky",
+    "staircase",
+    "streetlight",
+    "sun",
+    "tree",
+    "window",
+)
+SIFTFLOW_GEOMETRIC_CLASSES = ("sky", "horizontal", "vertical")
+# data/pascal-context/classes-59.txt of the reference, background (index 0) included.
+PASCALCONTEXT_CLASSES = (
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+    "bag",
+    "bed",
+    "bench",
+    "book",
+    "building",
+    "cabinet",
+    "ceiling",
+    "clothes",
+    "computer",
+    "cup",
+    "door",
+    "fence",
+    "floor",
+    "flower",
+    "food",
+    "grass",
+    "ground",
+    "keyboard",
+    "light",
+    "mountain",
+    "mouse",
+    "curtain",
+    "platform",
+    "sign",
+    "plate",
+    "road",
+    "rock",
+    "shelves",
+    "sidewalk",
+    "sky",
+    "snow",
+    "bedcloth",
+    "track",
+    "tree",
+    "truck",
+    "wall",
+    "water",
+    "window",
+    "wood",
+)
+
+# Mean pixels (B, G, R) that the reference's data layers subtract from BGR 0-255 images.
+VOC_MEAN = (104.00699, 116.66877, 122.67892)  # ILSVRC's mean image, averaged per channel
+PASCALCONTEXT_MEAN = (104.007, 116.669, 122.679)
+NYUD_COLOR_MEAN = (116.190, 97.203, 92.318)
+SIFTFLOW_MEAN = (114.578, 115.294, 108.353)
+VGG16_ILSVRC_MEAN = (103.939, 116.779, 123.68)  # the VGG team's mean pixel
+GOOGLENET_MEAN = (104.0, 117.0, 123.0)  # bvlc_googlenet's train_val mean_value
+# HHA images are read as stored, without a channel flip (nyud_layers.py); the mean is in the
+# file's channel order, recorded as "RGB".
+NYUD_HHA = InputConvention("RGB", 255.0, (132.431, 94.076, 118.477))
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published set of weights.
+
+    Attributes:
+        name: the entry's name (the reference's folder name; ``-sem``/``-geo``/``-color``/
+            ``-hha`` appended where a file holds two nets).
+        filename: the file as published.
+        url: where it is published.
+        kind: ``"fcn"`` (a segmentation net, loaded as it is) or ``"classifier"`` (an ILSVRC
+            classifier, cast into an FCN initialisation).
+        backbone: the classifier family the weights fit.
+        model: the fcnseg model of an FCN entry; None for a classifier (any model of its
+            backbone).
+        classes: class names of an FCN entry, index order; None for a classifier.
+        convention: the input the weights expect.
+        sha1: the SHA-1 of the file where a public text states one, else None.
+        suffix: the suffix of the layers that belong to this entry in a two-net file.
+        other_suffixes: suffixes of the other net's layers, which are left out.
+    """
+
+    name: str
+    filename: str
+    url: str
+    kind: str
+    backbone: type[Classifier]
+    model: str | None
+    classes: tuple[str, ...] | None
+    convention: InputConvention
+    sha1: str | None = None
+    suffix: str = ""
+    other_suffixes: tuple[str, ...] = ()
+
+    @property
+    def num_classes(self) -> int | None:
+        """Classes of an FCN entry; None for a classifier."""
+        return None if self.classes is None else len(self.classes)
+
+
+def _fcn(
+    name: str,
+    filename: str,
+    model: str,
+    classes: tuple[str, ...] | list[str],
+    convention: InputConvention,
+    *,
+    backbone: type[Classifier] = VGG16,
+    sha1: str | None = None,
+    suffix: str = "",
+    other_suffixes: tuple[str, ...] = (),
+) -> Published:
+    return Published(
+        name,
+        filename,
+        _BERKELEY + filename,
+        FCN,
+        backbone,
+        model,
+        tuple(classes),
+        convention,
+        sha1,
+        suffix,
+        other_suffixes,
+    )
+
+
+def _table(*entries: Published) -> dict[str, Published]:
+    table: dict[str, Published] = {}
+    for entry in entries:
+        if entry.name in table:
+            raise ValueError(f"published weights '{entry.name}' listed twice")
+        table[entry.name] = entry
+    return table
+
+
+_VOC = caffe_convention(VOC_MEAN)
+_SIFTFLOW = caffe_convention(SIFTFLOW_MEAN)
+_SIFTFLOW_HEADS = (
+    ("sem", SIFTFLOW_SEMANTIC_CLASSES, "_sem", ("_geo",)),
+    ("geo", SIFTFLOW_GEOMETRIC_CLASSES, "_geo", ("_sem",)),
+)
+_ILSVRC_MEAN_IMAGE = caffe_convention(VOC_MEAN)  # CaffeNet and AlexNet: the mean image's pixel
+
+# SHA-1s as OpenCV's opencv_extra testdata/dnn/download_models.py and the BVLC model zoo
+# readmes state them; no public text gives SHA-256s of these files.
+PUBLISHED = _table(
+    _fcn("voc-fcn32s", "fcn32s-heavy-pascal.caffemodel", "fcn32s-vgg16", VOC_CLASSES, _VOC,
+         sha1="05eb922d7829c39448f57e5ab9d8cd75d6c0be6d"),
+    _fcn("voc-fcn16s", "fcn16s-heavy-pascal.caffemodel", "fcn16s-vgg16", VOC_CLASSES, _VOC),
+    _fcn("voc-fcn8s", "fcn8s-heavy-pascal.caffemodel", "fcn8s-vgg16", VOC_CLASSES, _VOC,
+         sha1="c449ea74dd7d83751d1357d6a8c323fcf4038962"),
+    _fcn("voc-fcn8s-atonce", "fcn8s-atonce-pascal.caffemodel", "fcn8s-atonce-vgg16",
+         VOC_CLASSES, _VOC),
+    _fcn("voc-fcn-alexnet", "fcn-alexnet-pascal.caffemodel", "fcn32s-alexnet", VOC_CLASSES,
+         _VOC, backbone=AlexNet),
+    _fcn("nyud-fcn32s-color", "nyud-fcn32s-color-heavy.caffemodel", "fcn32s-vgg16",
+         NYUD_CLASSES, caffe_convention(NYUD_COLOR_MEAN)),
+    _fcn("nyud-fcn32s-hha", "nyud-fcn32s-hha-heavy.caffemodel", "fcn32s-vgg16", NYUD_CLASSES,
+         NYUD_HHA),
+    _fcn("nyud-fcn32s-color-hha-color", "nyud-fcn32s-color-hha-heavy.caffemodel",
+         "fcn32s-vgg16", NYUD_CLASSES, caffe_convention(NYUD_COLOR_MEAN), suffix="color",
+         other_suffixes=("hha",)),
+    _fcn("nyud-fcn32s-color-hha-hha", "nyud-fcn32s-color-hha-heavy.caffemodel",
+         "fcn32s-vgg16", NYUD_CLASSES, NYUD_HHA, suffix="hha", other_suffixes=("color",)),
+    *(
+        _fcn(f"siftflow-fcn{stride}s-{head}", f"siftflow-fcn{stride}s-heavy.caffemodel",
+             f"fcn{stride}s-vgg16", classes, _SIFTFLOW, suffix=suffix, other_suffixes=others)
+        for stride in (32, 16, 8)
+        for head, classes, suffix, others in _SIFTFLOW_HEADS
+    ),
+    *(
+        _fcn(f"pascalcontext-fcn{stride}s", f"pascalcontext-fcn{stride}s-heavy.caffemodel",
+             f"fcn{stride}s-vgg16", PASCALCONTEXT_CLASSES, caffe_convention(PASCALCONTEXT_MEAN))
+        for stride in (32, 16, 8)
+    ),
+    Published("vgg16-ilsvrc", "VGG_ILSVRC_16_layers.caffemodel",
+              "http://www.robots.ox.ac.uk/~vgg/software/very_deep/caffe/"
+              "VGG_ILSVRC_16_layers.caffemodel",
+              CLASSIFIER, VGG16, None, None, caffe_convention(VGG16_ILSVRC_MEAN),
+              sha1="9363e1f6d65f7dba68c4f27a1e62105cdf6c4e24"),
+    Published("caffenet", "bvlc_reference_caffenet.caffemodel",
+              _BERKELEY + "bvlc_reference_caffenet.caffemodel", CLASSIFIER, AlexNet, None, None,
+              _ILSVRC_MEAN_IMAGE, sha1="4c8d77deb20ea792f84eb5e6d0a11ca0a8660a46"),
+    Published("alexnet", "bvlc_alexnet.caffemodel", _BERKELEY + "bvlc_alexnet.caffemodel",
+              CLASSIFIER, AlexNet, None, None, _ILSVRC_MEAN_IMAGE,
+              sha1="9116a64c0fbe4459d18f4bb6b56d647b63920377"),
+    Published("googlenet", "bvlc_googlenet.caffemodel", _BERKELEY + "bvlc_googlenet.caffemodel",
+              CLASSIFIER, GoogLeNet, None, None, caffe_convention(GOOGLENET_MEAN),
+              sha1="405fc5acd08a3bb12de8ee5e23a96bec22f08204"),
+    Published("torchvision-vgg16", "vgg16-397923af.pth",
+              "https://download.pytorch.org/models/vgg16-397923af.pth", CLASSIFIER, VGG16, None,
+              None, TORCHVISION_IMAGENET),
+)  # fmt: skip
+
+
+def find_published(name: str | None, filename: str) -> Published | None:
+    """The entry named ``name``, else the one whose file name is ``filename``, else None.
+
+    Raises:
+        FcnsegError: ``name`` is not an entry, or ``filename`` is a two-net file, which needs
+            ``name`` to say which net.
+    """
+    if name is not None:
+        if name not in PUBLISHED:
+            raise FcnsegError(f"unknown published weights '{name}'; known: {', '.join(PUBLISHED)}")
+        return PUBLISHED[name]
+    matches = [entry for entry in PUBLISHED.values() if entry.filename == filename]
+    if len(matches) > 1:
+        raise FcnsegError(
+            f"{filename} holds two nets; name one with source: "
+            f"{' or '.join(entry.name for entry in matches)}"
+        )
+    return matches[0] if matches else None
