@@ -31,6 +31,14 @@ def _small(name: str) -> dict:
     return SMALL_VGG if name.endswith("vgg16") else {}
 
 
+def _input(name: str, *size: int) -> torch.Tensor:
+    return torch.randn(size[0], fcnseg.models.MODELS[name].in_channels, *size[1:]) * 50
+
+
+def _outputs(scores: torch.Tensor | dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    return list(scores.values()) if isinstance(scores, dict) else [scores]
+
+
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
@@ -157,9 +165,10 @@ def test_output_size_equals_input_size(name, geometry):
     sizes = [(1, 1), (7, 9), (33, 17), (64, 95), (500, 375)]
     with torch.no_grad():
         for height, width in sizes:
-            out = model(torch.randn(1, 3, height, width))
-            assert out.shape == (1, 5, height, width), (height, width)
-            assert torch.isfinite(out).all()
+            for out in _outputs(model(_input(name, 1, height, width))):
+                assert out.shape[-2:] == (height, width), (height, width)
+                assert out.shape[1] in (5, 3)  # 3: SIFT Flow's geometric head
+                assert torch.isfinite(out).all()
 
 
 def test_full_width_vgg16_fcn_keeps_size():
@@ -174,15 +183,17 @@ def test_every_learnable_parameter_gets_a_gradient_and_frozen_ones_none(name):
     model = fcnseg.build_model(name, 4, **_small(name)).train()
     # Score layers start at zero (section 4.3), which would stop every gradient below them.
     with torch.no_grad():
-        for layer_name, module in model.named_children():
-            if layer_name.startswith("score_"):
+        for layer_name, module in model.named_modules():
+            if layer_name.split(".")[-1].startswith("score_"):
                 module.weight.normal_(0, 0.01)
-    out = model(torch.randn(2, 3, 41, 57) * 50)
-    (out * torch.randn_like(out)).sum().backward()
+    for out in _outputs(model(_input(name, 2, 41, 57))):
+        (out * torch.randn_like(out)).sum().backward(retain_graph=True)
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-    assert model.final_upscore + ".weight" in frozen
+    assert any("upscore" in n for n in frozen)
+    # A late-fusion net upsamples once, with its first stream's fixed kernel.
+    unused = {"hha.upscore.weight", "hha.upscore16.weight"}
     for param_name, param in model.named_parameters():
-        if param_name in frozen:
+        if param_name in frozen or param_name in unused:
             assert param.grad is None, param_name
         else:
             assert param.grad is not None and param.grad.abs().sum() > 0, param_name
@@ -340,3 +351,58 @@ def test_staged_initialisation_starts_from_the_coarser_predictions():
 def test_unknown_model_lists_the_known_ones():
     with pytest.raises(fcnseg.FcnsegError, match="fcn8s-vgg16"):
         fcnseg.build_model("fcn4s-vgg16", 21)
+
+
+# --- Section 5: NYUDv2 fusion and SIFT Flow's two heads ------------------------------------
+
+
+def test_early_fusion_starts_the_depth_filter_as_the_mean_colour_filter():
+    torch.manual_seed(8)
+    classifier = VGG16(**SMALL_VGG)
+    model = fcnseg.build_model("fcn32s-rgbd-vgg16", 40, classifier=classifier)
+    weight = model.conv1_1.weight
+    assert weight.shape[1] == 4
+    assert torch.equal(weight[:, :3], classifier.conv1_1.weight)
+    torch.testing.assert_close(weight[:, 3], classifier.conv1_1.weight.mean(1))
+    assert classifier.conv1_1.weight.shape[1] == 3  # the RGB classifier is left as it was
+
+
+def test_late_fusion_sums_the_streams_scores_with_weights_one_half():
+    torch.manual_seed(9)
+    model = fcnseg.build_model("fcn32s-rgb-hha-vgg16", 40, **SMALL_VGG).eval()
+    with torch.no_grad():
+        for stream in ("color", "hha"):
+            model.get_submodule(stream).score_fr.weight.normal_(0, 0.1)
+        model.hha.conv1_1.weight.mul_(2)  # the streams differ
+        x = _input("fcn32s-rgb-hha-vgg16", 1, 45, 61)
+        fused = model(x)
+        separate = 0.5 * model.color(x[:, :3]) + 0.5 * model.hha(x[:, 3:])
+    torch.testing.assert_close(fused, separate, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "name", ["fcn32s-rgbd-vgg16", "fcn16s-rgb-hha-vgg16", "fcn8s-siftflow-vgg16"]
+)
+def test_section5_nets_train_one_step_and_keep_their_size(name):
+    torch.manual_seed(10)
+    model = fcnseg.build_model(name, 33, "lean", **SMALL_VGG).train()
+    for module_name, module in model.named_modules():
+        if module_name.split(".")[-1].startswith("score_"):
+            torch.nn.init.normal_(module.weight, 0, 0.01)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    x = _input(name, 2, 50, 70)
+    labels = {"": torch.randint(0, 33, (2, 50, 70)), "geo": torch.randint(0, 3, (2, 50, 70))}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    scores = model(x)
+    heads = scores if isinstance(scores, dict) else {"": scores}
+    loss = sum(
+        F.cross_entropy(s, labels["geo" if head == "geo" else ""], ignore_index=255)
+        for head, s in heads.items()
+    )
+    loss.backward()
+    optimizer.step()
+    assert all(s.shape[-2:] == (50, 70) for s in heads.values())
+    if name.endswith("siftflow-vgg16"):
+        assert set(heads) == {"sem", "geo"} and heads["geo"].shape[1] == 3
+    changed = [n for n, p in model.named_parameters() if not torch.equal(before[n], p)]
+    assert "conv1_1.weight" in changed or "color.conv1_1.weight" in changed

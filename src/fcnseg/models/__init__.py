@@ -4,6 +4,7 @@ from fcnseg.models.alexnet import AlexNet
 from fcnseg.models.classifier import Classifier, classifier_geometry
 from fcnseg.models.convolutionalize import convolutionalize
 from fcnseg.models.fcn import FCN
+from fcnseg.models.fusion import LateFusionFCN, expand_input_channels
 from fcnseg.models.googlenet import GoogLeNet
 from fcnseg.models.registry import MODELS, build_model, list_models
 from fcnseg.models.staged import init_from_coarser
@@ -15,10 +16,12 @@ __all__ = [
     "AlexNet",
     "Classifier",
     "GoogLeNet",
+    "LateFusionFCN",
     "VGG16",
     "build_model",
     "classifier_geometry",
     "convolutionalize",
+    "expand_input_channels",
     "init_from_coarser",
     "list_models",
 ]

@@ -54,76 +54,108 @@ class FCN(nn.Module):
         skips: finer feature maps fused in order, ``()`` for 32s, ``("pool4",)`` for 16s,
             ``("pool4", "pool3")`` for 8s.
         atonce: scale the skip features by the fixed factors of the at-once net.
+        heads: several score heads on one backbone, layer-name suffix to classes (SIFT Flow's
+            ``{"_sem": 33, "_geo": 3}`` names its layers ``score_fr_sem``, ``upscore2_geo``);
+            the output is then a dict from the suffix without its underscore to scores.
     """
 
     def __init__(
         self,
         backbone: Classifier,
-        num_classes: int,
+        num_classes: int | None = None,
         *,
         skips: tuple[str, ...] = (),
         atonce: bool = False,
+        heads: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         for name in skips:
             if name not in backbone.taps:
                 raise ValueError(f"{type(backbone).__name__} has no '{name}' map for a skip")
+        if (heads is None) == (num_classes is None):
+            raise ValueError("give either num_classes or heads")
+        self.heads = {"": num_classes} if heads is None else dict(heads)
+        self.num_classes = num_classes if heads is None else dict(heads)
         self.trunk = list(backbone.trunk)
         self.taps = {name: tap.layer for name, tap in backbone.taps.items()}
         self.skips = skips
-        self.num_classes = num_classes
         for layer_name in backbone.trunk:
             top = layer_name.split(".")[0]
             if not hasattr(self, top):
                 self.add_module(top, backbone.get_submodule(top))
+        if atonce:
+            for skip in skips:
+                scale = ChannelScale(backbone.taps[skip].channels, ATONCE_SCALES[skip])
+                self.add_module(f"scale_{skip}", scale)
 
         tap_geometry = trunk_geometry(self, self.trunk, self.taps)
-        self.score_fr = _zero_conv(backbone.taps["fc7"].channels, num_classes)
-        score = tap_geometry["fc7"]
-        self.fusions: list[Fusion] = []
-        for skip in skips:
-            upscore = _SKIP_UPSCORE[skip]
-            kernel = bilinear_kernel_size(2, score, tap_geometry[skip])
-            self.add_module(upscore, bilinear_upsampling(num_classes, kernel, 2, learnable=True))
-            up = score.then(_layer_of(self.get_submodule(upscore)))
-            if atonce:
-                self.add_module(
-                    f"scale_{skip}", ChannelScale(backbone.taps[skip].channels, ATONCE_SCALES[skip])
-                )
-            self.add_module(f"score_{skip}", _zero_conv(backbone.taps[skip].channels, num_classes))
-            fine = tap_geometry[skip]
-            # Caffe crops the skip scores onto the upsampled ones; the general rule keeps the
-            # cells both maps cover, which is the same crop wherever Caffe's applies.
-            start = max(up.offset, fine.offset)
-            aligned = Geometry(max(up.receptive_field, fine.receptive_field), up.stride, start)
-            self.fusions.append(Fusion(skip, up.crop_to(aligned), fine.crop_to(aligned)))
-            score = aligned
-
-        factor = int(score.stride)
-        kernel = bilinear_kernel_size(factor, score, INPUT)
-        self.final_upscore = {0: "upscore", 1: "upscore16", 2: "upscore8"}[len(skips)]
-        self.add_module(
-            self.final_upscore, bilinear_upsampling(num_classes, kernel, factor, learnable=False)
-        )
-        self.output_geometry = score.then(_layer_of(self.get_submodule(self.final_upscore)))
-        self.crop = self.output_geometry.crop_to(INPUT)
         self.score_geometry = {"fc7": tap_geometry["fc7"], **{s: tap_geometry[s] for s in skips}}
+        self.final_upscore = {0: "upscore", 1: "upscore16", 2: "upscore8"}[len(skips)]
+        for suffix, classes in self.heads.items():
+            self.add_module(f"score_fr{suffix}", _zero_conv(backbone.taps["fc7"].channels, classes))
+            score = tap_geometry["fc7"]
+            fusions: list[Fusion] = []
+            for skip in skips:
+                upscore = _SKIP_UPSCORE[skip] + suffix
+                kernel = bilinear_kernel_size(2, score, tap_geometry[skip])
+                self.add_module(upscore, bilinear_upsampling(classes, kernel, 2, learnable=True))
+                up = score.then(_layer_of(self.get_submodule(upscore)))
+                skip_score = _zero_conv(backbone.taps[skip].channels, classes)
+                self.add_module(f"score_{skip}{suffix}", skip_score)
+                fine = tap_geometry[skip]
+                # Caffe crops the skip scores onto the upsampled ones; the general rule keeps
+                # the cells both maps cover, which is the same crop wherever Caffe's applies.
+                start = max(up.offset, fine.offset)
+                aligned = Geometry(max(up.receptive_field, fine.receptive_field), up.stride, start)
+                fusions.append(Fusion(skip, up.crop_to(aligned), fine.crop_to(aligned)))
+                score = aligned
+            factor = int(score.stride)
+            kernel = bilinear_kernel_size(factor, score, INPUT)
+            final = bilinear_upsampling(classes, kernel, factor, learnable=False)
+            self.add_module(self.final_upscore + suffix, final)
+        # Every head has the same geometry: the crops are shared.
+        self.fusions = fusions
+        self.output_geometry = score.then(_layer_of(final))
+        self.crop = self.output_geometry.crop_to(INPUT)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """N x C_in x H x W input (BGR, 0-255, mean subtracted) to N x classes x H x W scores."""
-        height, width = x.shape[-2:]
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        """N x C_in x H x W input (BGR, 0-255, mean subtracted) to N x classes x H x W scores
+        (a dict of them for a net with several heads)."""
+        return self.upsample(self.coarse_scores(x), x.shape[-2], x.shape[-1])
+
+    def coarse_scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each head's fused scores at the final stride, before the last upsampling."""
         features, _ = run_trunk(self, self.trunk, x, self.taps)
-        score = self.score_fr(features["fc7"])  # N×K×H/32×W/32
-        for fusion in self.fusions:
-            upscore = self.get_submodule(_SKIP_UPSCORE[fusion.skip])(score)  # 2x finer
-            feature = features[fusion.skip]
-            if hasattr(self, f"scale_{fusion.skip}"):
-                feature = self.get_submodule(f"scale_{fusion.skip}")(feature)
-            skip_score = self.get_submodule(f"score_{fusion.skip}")(feature)
-            score = _crop_sum(upscore, fusion.crop_upscore, skip_score, fusion.crop_skip)
-        upscore = self.get_submodule(self.final_upscore)(score)  # N×K×~H×~W
+        skip_features = {}
+        for skip in self.skips:
+            feature = features[skip]
+            if hasattr(self, f"scale_{skip}"):
+                feature = self.get_submodule(f"scale_{skip}")(feature)
+            skip_features[skip] = feature
+        scores = {}
+        for suffix in self.heads:
+            score = self.get_submodule(f"score_fr{suffix}")(features["fc7"])  # N×K×H/32×W/32
+            for fusion in self.fusions:
+                upscore = self.get_submodule(_SKIP_UPSCORE[fusion.skip] + suffix)(score)  # 2x
+                skip_score = self.get_submodule(f"score_{fusion.skip}{suffix}")(
+                    skip_features[fusion.skip]
+                )
+                score = _crop_sum(upscore, fusion.crop_upscore, skip_score, fusion.crop_skip)
+            scores[suffix] = score
+        return scores
+
+    def upsample(
+        self, scores: dict[str, torch.Tensor], height: int, width: int
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The final fixed upsampling of each head's scores, cropped onto the input pixels."""
+        outputs = {}
         c = self.crop
-        return upscore[:, :, c : c + height, c : c + width]
+        for suffix, score in scores.items():
+            upscore = self.get_submodule(self.final_upscore + suffix)(score)  # N×K×~H×~W
+            outputs[suffix.lstrip("_")] = upscore[:, :, c : c + height, c : c + width]
+        if list(outputs) == [""]:
+            return outputs[""]
+        return outputs
 
     def derived_crops(self) -> dict[str, int]:
         """Every crop offset, under the name of the layer whose output is cropped."""

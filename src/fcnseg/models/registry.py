@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ from fcnseg.models.alexnet import AlexNet
 from fcnseg.models.classifier import Classifier
 from fcnseg.models.convolutionalize import convolutionalize
 from fcnseg.models.fcn import FCN, GEOMETRIES
+from fcnseg.models.fusion import LateFusionFCN, expand_input_channels
 from fcnseg.models.googlenet import GoogLeNet
 from fcnseg.models.vgg import VGG16
 
@@ -23,6 +25,16 @@ class ModelSpec:
     backbone: Callable[..., Classifier]
     skips: tuple[str, ...] = ()
     atonce: bool = False
+    # NYUDv2 (section 5): RGB-D early fusion takes 4 input channels; late fusion runs one
+    # stream per named input of 3 channels; SIFT Flow adds a 3-class geometric head.
+    input_channels: int = 3
+    streams: tuple[str, ...] = ()
+    geometric_head: bool = False
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of the model's input: all streams' inputs stacked."""
+        return self.input_channels * max(1, len(self.streams))
 
 
 def _table(*entries: tuple[str, ModelSpec]) -> dict[str, ModelSpec]:
@@ -43,7 +55,15 @@ MODELS = _table(
     ("fcn32s-googlenet", ModelSpec(GoogLeNet)),
     ("fcn16s-googlenet", ModelSpec(GoogLeNet, ("pool4",))),
     ("fcn8s-googlenet", ModelSpec(GoogLeNet, ("pool4", "pool3"))),
+    ("fcn32s-rgbd-vgg16", ModelSpec(VGG16, input_channels=4)),
+    ("fcn32s-rgb-hha-vgg16", ModelSpec(VGG16, streams=("color", "hha"))),
+    ("fcn16s-rgb-hha-vgg16", ModelSpec(VGG16, ("pool4",), streams=("color", "hha"))),
+    ("fcn32s-siftflow-vgg16", ModelSpec(VGG16, geometric_head=True)),
+    ("fcn16s-siftflow-vgg16", ModelSpec(VGG16, ("pool4",), geometric_head=True)),
+    ("fcn8s-siftflow-vgg16", ModelSpec(VGG16, ("pool4", "pool3"), geometric_head=True)),
 )
+# SIFT Flow's geometric classes: sky, horizontal, vertical.
+GEOMETRIC_CLASSES = 3
 
 
 def list_models() -> list[str]:
@@ -58,12 +78,13 @@ def build_model(
     *,
     classifier: Classifier | None = None,
     **backbone_options: object,
-) -> FCN:
+) -> FCN | LateFusionFCN:
     """Builds an FCN, initialised as the paper and the reference initialise it.
 
     Args:
         name: one of :func:`list_models`.
-        num_classes: score channels, background included (21 for PASCAL VOC).
+        num_classes: score channels, background included (21 for PASCAL VOC); for the SIFT
+            Flow nets the semantic classes (33), beside the 3 geometric ones.
         geometry: ``"caffe"`` reproduces the published nets exactly (conv1 padded by 100,
             fc6 unpadded, crops); ``"lean"`` drops the 100-pixel padding and pads fc6 instead,
             for far fewer FLOPs (VGG16 nets only).
@@ -73,7 +94,8 @@ def build_model(
             (VGG16: ``width``, ``fc_width``, ``batch_norm``, ``in_channels``).
 
     Returns:
-        The FCN: score layers zero, upsampling bilinear, the final upsampling frozen.
+        The FCN: score layers zero, upsampling bilinear, the final upsampling frozen. The
+        RGB-HHA nets are a :class:`LateFusionFCN` of two FCN streams.
     """
     if name not in MODELS:
         raise FcnsegError(f"unknown model '{name}'; known models: {', '.join(MODELS)}")
@@ -87,8 +109,20 @@ def build_model(
             classifier = spec.backbone(**backbone_options)
         except TypeError as error:
             raise FcnsegError(f"model '{name}': {error}") from None
+    if spec.streams:
+        streams = {stream: _fcn(spec, classifier, num_classes, geometry) for stream in spec.streams}
+        return LateFusionFCN(streams, {stream: 3 for stream in spec.streams})
+    if spec.input_channels != 3:
+        classifier = expand_input_channels(copy.deepcopy(classifier), spec.input_channels)
+    return _fcn(spec, classifier, num_classes, geometry)
+
+
+def _fcn(spec: ModelSpec, classifier: Classifier, num_classes: int, geometry: str) -> FCN:
     net = convolutionalize(classifier)
     set_geometry(net, geometry)
+    if spec.geometric_head:
+        heads = {"_sem": num_classes, "_geo": GEOMETRIC_CLASSES}
+        return FCN(net, skips=spec.skips, atonce=spec.atonce, heads=heads)
     return FCN(net, num_classes, skips=spec.skips, atonce=spec.atonce)
 
 
