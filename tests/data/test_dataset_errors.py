@@ -135,3 +135,13 @@ def test_folder_errors(tmp_path: Path, fmt: SimpleNamespace) -> None:
         build_dataset("folder", root, "test")
     with pytest.raises(FcnsegError, match=r"a\.png: file not found \(1 of 1 mask"):
         build_dataset("folder", root, "train")
+
+
+def test_nyud_depth_of_another_size_names_its_file(tmp_path: Path, fmt: SimpleNamespace) -> None:
+    root = tmp_path / "nyud"
+    fmt.write_image(root / "data" / "images" / "img_1.png", fmt.rgb_image(2, 3, 0))
+    fmt.write_gray_png(root / "data" / "depth" / "img_1.png", np.full((3, 2), 900, np.uint16))
+    fmt.write_mat(root / "segmentation" / "img_1.mat", segmentation=np.ones((2, 3)))
+    fmt.write_split(root / "test.txt", ["1"])
+    with pytest.raises(FcnsegError, match=r"depth/img_1\.png: depth is 3x2 \(HxW\) but colour"):
+        build_dataset("nyud", root, "test", modality="color-depth")[0]

@@ -81,7 +81,7 @@ class CamVidDataset(SegmentationDataset):
         transform: Joint transform applied to each (image, label).
     """
 
-    def __init__(self, root: Path, split: str, *, transform: JointTransform | None = None):
+    def __init__(self, root: str | Path, split: str, *, transform: JointTransform | None = None):
         root = require_dir(Path(root), "CamVid")
         split_file = root / f"{split}.txt"
         samples = []

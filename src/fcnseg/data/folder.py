@@ -71,7 +71,7 @@ class FolderDataset(SegmentationDataset):
 
     def __init__(
         self,
-        root: Path,
+        root: str | Path,
         split: str,
         *,
         mean_bgr: Sequence[float] = VOC_MEAN_BGR,

@@ -136,7 +136,7 @@ class NYUDDataset(SegmentationDataset):
 
     def __init__(
         self,
-        root: Path,
+        root: str | Path,
         split: str,
         *,
         modality: str = "color",

@@ -86,7 +86,7 @@ class PASCALContextDataset(SegmentationDataset):
 
     def __init__(
         self,
-        root: Path,
+        root: str | Path,
         split: str,
         *,
         voc_dir: str | Path | None = None,

@@ -102,7 +102,7 @@ class SIFTFlowDataset(SegmentationDataset):
 
     def __init__(
         self,
-        root: Path,
+        root: str | Path,
         split: str,
         *,
         task: str = "semantic",

@@ -77,7 +77,7 @@ class VOCDataset(SegmentationDataset):
         transform: Joint transform applied to each (image, label).
     """
 
-    def __init__(self, root: Path, split: str, *, transform: JointTransform | None = None):
+    def __init__(self, root: str | Path, split: str, *, transform: JointTransform | None = None):
         root = require_dir(Path(root), "VOC")
         sets = root / "ImageSets" / "Segmentation"
         ids = read_split(sets / f"{split}.txt", sets.glob("*.txt"))
@@ -113,7 +113,7 @@ class SBDDataset(SegmentationDataset):
 
     def __init__(
         self,
-        root: Path,
+        root: str | Path,
         split: str,
         *,
         exclude: str | Path | None = None,
