@@ -23,13 +23,20 @@ Blobs = dict[str, list[np.ndarray]]
 
 
 def random_blobs(target: Mapping[str, torch.Tensor], seed: int = 0) -> Blobs:
-    """Random blobs named as Caffe names the layers of a state dict (weight, then bias)."""
+    """Random blobs named as Caffe names the layers of a state dict (weight, then bias).
+
+    Weights are He-scaled (std sqrt(2 / fan-in)) so that activations keep their size through
+    a deep net; biases are small.
+    """
     rng = np.random.default_rng(seed)
     blobs: Blobs = {}
     for key, tensor in target.items():
         module, _, param = key.rpartition(".")
         layer = module.replace(".", "/")
-        values = rng.standard_normal(tuple(tensor.shape), dtype=np.float32) * 0.1
+        shape = tuple(tensor.shape)
+        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        std = (2.0 / fan_in) ** 0.5 if param == "weight" else 0.1
+        values = (rng.standard_normal(shape, dtype=np.float32) * np.float32(std)).astype(np.float32)
         blobs.setdefault(layer, []).insert(0 if param == "weight" else 1, values)
     return blobs
 

@@ -12,6 +12,7 @@ tensors, containers and plain values. Two layouts are recognised:
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,6 +45,8 @@ def torchvision_vgg16_names() -> dict[str, str]:
 
 
 _PARAM_INDEX = {"weight": 0, "bias": 1}
+# torch names the global it refused: "Unsupported global: GLOBAL io.open was not ..."
+_UNSUPPORTED = re.compile(r"Unsupported global: GLOBAL (\S+)")
 _KEY = re.compile(r"^(?P<layer>.+)\.(?P<param>weight|bias)$")
 
 
@@ -68,11 +71,17 @@ def read_torch_checkpoint(path: str | os.PathLike[str]) -> tuple[str, dict[str, 
         raise FcnsegError(f"{path}: no such file")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch.load fails in many ways on a bad file
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    except pickle.UnpicklingError as error:
+        refused = _UNSUPPORTED.search(str(error))
+        what = f"'{refused[1]}'" if refused else "objects other than tensors and plain values"
         raise FcnsegError(
-            f"{path}: cannot load as a PyTorch checkpoint with weights_only=True "
-            f"({type(error).__name__}: {first_line[:200]})"
+            f"{path}: holds {what}, which loading with weights_only=True refuses to unpickle"
+        ) from None
+    except Exception as error:  # noqa: BLE001 - torch.load fails in many ways on a bad file
+        first_line = (str(error).strip().splitlines() or [""])[0].split(". ")[0][:200]
+        raise FcnsegError(
+            f"{path}: truncated or corrupt PyTorch checkpoint ({type(error).__name__}"
+            f"{': ' + first_line if first_line else ''})"
         ) from None
     if isinstance(checkpoint, Mapping) and "model_state_dict" in checkpoint:
         layout, state = PYTORCH_FCN, checkpoint["model_state_dict"]
