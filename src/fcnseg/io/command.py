@@ -1,7 +1,7 @@
 """``fcnseg convert``: the command-line face of :func:`fcnseg.io.convert`.
 
 The CLI mounts it with ``add_convert_parser(subparsers)`` (which sets ``run=run_convert``);
-``convert_main(argv)`` runs it on its own, as ``python -m fcnseg.io.command``.
+``convert_main(argv)`` runs it on its own, as ``python -m fcnseg.io``.
 """
 
 from __future__ import annotations
@@ -128,7 +128,3 @@ def _option(text: str) -> tuple[str, Any]:
     if value in ("true", "false"):
         return key, value == "true"
     return key, value
-
-
-if __name__ == "__main__":
-    sys.exit(convert_main())
