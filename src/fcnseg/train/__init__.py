@@ -1,1 +1,64 @@
+"""Training: the per-pixel loss, the reference's optimiser, the loop, checkpoints, recipes."""
 
+from fcnseg.train.checkpoint import (
+    CheckpointFiles,
+    atomic_write,
+    load_checkpoint,
+    load_model,
+    load_training_state,
+    save_checkpoint,
+)
+from fcnseg.train.loop import (
+    DivergedError,
+    FitResult,
+    TrainState,
+    fit,
+    fit_staged,
+    train_step,
+    train_steps,
+)
+from fcnseg.train.loss import (
+    class_frequencies,
+    loss_sampling_mask,
+    median_frequency_weights,
+    pixel_loss,
+)
+from fcnseg.train.optim import build_optimizer, learning_rate, param_groups, set_learning_rate
+from fcnseg.train.recipes import (
+    RECIPES,
+    TrainConfig,
+    list_recipes,
+    recipe,
+    staged_configs,
+    staged_models,
+)
+
+__all__ = [
+    "RECIPES",
+    "CheckpointFiles",
+    "DivergedError",
+    "FitResult",
+    "TrainConfig",
+    "TrainState",
+    "atomic_write",
+    "build_optimizer",
+    "class_frequencies",
+    "fit",
+    "fit_staged",
+    "learning_rate",
+    "list_recipes",
+    "load_checkpoint",
+    "load_model",
+    "load_training_state",
+    "loss_sampling_mask",
+    "median_frequency_weights",
+    "param_groups",
+    "pixel_loss",
+    "recipe",
+    "save_checkpoint",
+    "set_learning_rate",
+    "staged_configs",
+    "staged_models",
+    "train_step",
+    "train_steps",
+]

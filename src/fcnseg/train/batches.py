@@ -1,0 +1,162 @@
+"""The training data as one endless, reproducible stream of batches.
+
+The training images are read as a stream of epochs, each a fresh permutation of the training
+set; a step of the run takes ``batch_size * accumulation * processes`` consecutive images of
+the stream. Where an image sits in the stream decides everything random about it: the
+permutation of each epoch comes from the run's seed and the epoch, the augmentation of each
+image from the seed and its position. So the batches of step ``k`` are the same whether the
+run started at step 0 or resumed at step ``k``, whatever the number of DataLoader workers, and
+``N`` processes see the images one process accumulating ``N`` passes would see.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from fcnseg.data import collate_pad
+from fcnseg.data.dataset import JointTransform
+from fcnseg.data.transforms import Compose, RandomCrop, RandomJitter, RandomMirror, RandomScale
+from fcnseg.train.recipes import TrainConfig
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed determined by ``parts`` (the run's seed and what the draw is for)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class StreamBatches:
+    """Batch sampler: this process's forward passes from step ``start_step`` on, forever.
+
+    Forward pass ``a`` of step ``k`` on process ``rank`` is pass number
+    ``m = (k * accumulation + a) * world_size + rank`` of the run and holds stream positions
+    ``m * batch_size`` to ``(m + 1) * batch_size - 1``. Each item is ``(index, position)``.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        *,
+        batch_size: int,
+        accumulation: int,
+        seed: int,
+        start_step: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if num_samples < 1:
+            raise ValueError("the training set is empty")
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.accumulation = accumulation
+        self.seed = seed
+        self.start_step = start_step
+        self.rank = rank
+        self.world_size = world_size
+
+    def pass_number(self, step: int, forward_pass: int) -> int:
+        """The run-wide number of this process's ``forward_pass``-th pass of ``step``."""
+        return (step * self.accumulation + forward_pass) * self.world_size + self.rank
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        step = self.start_step
+        while True:
+            for forward_pass in range(self.accumulation):
+                first = self.pass_number(step, forward_pass) * self.batch_size
+                yield [(self.index(p), p) for p in range(first, first + self.batch_size)]
+            step += 1
+
+    def index(self, position: int) -> int:
+        """The dataset index at ``position`` of the stream."""
+        epoch, offset = divmod(position, self.num_samples)
+        return int(self._permutation(epoch)[offset])
+
+    @functools.lru_cache(maxsize=2)  # noqa: B019 - two epochs at most are in flight
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", epoch))
+        return torch.randperm(self.num_samples, generator=generator)
+
+
+class SeededSamples(Dataset):
+    """``dataset`` indexed by ``(index, position)``, augmented from the position's own seed."""
+
+    def __init__(self, dataset: Dataset, transform: JointTransform | None, seed: int) -> None:
+        self.dataset = dataset
+        self.transform = transform
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, position = key
+        image, label = self.dataset[index]
+        if self.transform is None:
+            return image, label
+        # The transforms draw from torch's global generator; fork it so that the draws are
+        # this position's, and the caller's generator is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(self.seed, "augment", position))
+            return self.transform(image, label)
+
+
+def augmentation(config: TrainConfig, ignore_index: int = 255) -> JointTransform | None:
+    """The configured augmentation: scale, crop, then the paper's mirror and jitter."""
+    transforms: list[JointTransform] = []
+    if config.scale is not None:
+        transforms.append(RandomScale(*config.scale))
+    if config.crop is not None:
+        transforms.append(RandomCrop((config.crop, config.crop), ignore_index))
+    if config.mirror:
+        transforms.append(RandomMirror())
+    if config.jitter:
+        transforms.append(RandomJitter(config.jitter, ignore_index))
+    return Compose(transforms) if transforms else None
+
+
+def _ignore_interrupt(worker_id: int) -> None:
+    # Ctrl-C reaches the workers too; only the main process handles it (it stops after the
+    # step and saves), so a worker must not die of it first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def training_loader(
+    dataset: Dataset,
+    config: TrainConfig,
+    *,
+    start_step: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    ignore_index: int = 255,
+    pin_memory: bool = False,
+) -> tuple[DataLoader, StreamBatches]:
+    """The endless loader of this process's forward passes, and its sampler."""
+    sampler = StreamBatches(
+        len(dataset),  # type: ignore[arg-type]
+        batch_size=config.batch_size,
+        accumulation=config.accumulation,
+        seed=config.seed,
+        start_step=start_step,
+        rank=rank,
+        world_size=world_size,
+    )
+    samples = SeededSamples(dataset, augmentation(config, ignore_index), config.seed)
+    extra: dict[str, Any] = {}
+    if config.workers:
+        extra = {"persistent_workers": True, "worker_init_fn": _ignore_interrupt}
+    loader = DataLoader(
+        samples,
+        batch_sampler=sampler,
+        num_workers=config.workers,
+        collate_fn=collate_pad,
+        pin_memory=pin_memory,
+        **extra,
+    )
+    return loader, sampler

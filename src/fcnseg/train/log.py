@@ -1,0 +1,114 @@
+"""What a run reports: a JSONL log always, a progress bar, TensorBoard when installed."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+
+class RunLog:
+    """Writes one JSON line per step and per evaluation to ``log.jsonl`` in the run folder.
+
+    Only the main process logs; the others get a silent log. On resume, lines past the
+    resumed step (written after the checkpoint by the interrupted run) are dropped, so the log
+    reads as one run.
+
+    Args:
+        folder: the run folder.
+        start: the step the run starts (or resumes) at.
+        total: the run's last step, for the progress bar.
+        enabled: whether this process writes.
+        progress: show a progress bar.
+    """
+
+    def __init__(
+        self, folder: Path, *, start: int, total: int, enabled: bool = True, progress: bool = True
+    ) -> None:
+        self.enabled = enabled
+        self.path = folder / "log.jsonl"
+        self.bar = tqdm(
+            total=total,
+            initial=start,
+            disable=not (enabled and progress),
+            dynamic_ncols=True,
+            desc="train",
+            unit="it",
+        )
+        self.tensorboard = None
+        if not enabled:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        _truncate(self.path, start)
+        self.file = open(self.path, "a")  # noqa: SIM115 - held open for the whole run
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            return
+        self.tensorboard = SummaryWriter(str(folder / "tensorboard"), purge_step=start)
+
+    def step(self, iteration: int, loss: float, lr: float, images_per_s: float) -> None:
+        """Records a training step."""
+        if not self.enabled:
+            return
+        self._write({"iteration": iteration, "loss": loss, "lr": lr, "images_per_s": images_per_s})
+        self.bar.update(1)
+        self.bar.set_postfix(
+            loss=f"{loss:.4g}", lr=f"{lr:.3g}", img_s=f"{images_per_s:.1f}", refresh=False
+        )
+        if self.tensorboard is not None:
+            self.tensorboard.add_scalar("train/loss", loss, iteration)
+            self.tensorboard.add_scalar("train/lr", lr, iteration)
+
+    def evaluation(self, iteration: int, record: dict[str, Any]) -> None:
+        """Records an evaluation (a ``metrics_record``)."""
+        if not self.enabled:
+            return
+        self._write({"iteration": iteration, "eval": record})
+        summary = ", ".join(
+            f"{key} {100 * record[key]:.2f}"
+            for key in ("pixel_acc", "mean_iu")
+            if record.get(key) is not None
+        )
+        self.message(f"iteration {iteration}: {summary}")
+        if self.tensorboard is not None:
+            for key in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
+                if record.get(key) is not None:
+                    self.tensorboard.add_scalar(f"val/{key}", record[key], iteration)
+
+    def message(self, text: str) -> None:
+        """A line for the user, printed above the progress bar."""
+        if self.enabled:
+            self.bar.write(text)
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        self.file.write(json.dumps({**entry, "time": round(time.time(), 3)}) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        """Closes the bar and the files."""
+        self.bar.close()
+        if self.enabled:
+            self.file.close()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+
+
+def _truncate(path: Path, start: int) -> None:
+    if not path.is_file():
+        return
+    kept = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line).get("iteration", 0) <= start
+    ]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def read_log(folder: Path | str) -> list[dict[str, Any]]:
+    """The entries of a run's ``log.jsonl``."""
+    path = Path(folder) / "log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

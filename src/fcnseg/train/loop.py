@@ -1,0 +1,542 @@
+"""The training loop: steps, evaluations, checkpoints, as the reference's ``solve.py`` runs
+``solver.step(4000)`` then ``score.seg_tests`` in turn.
+
+:func:`fit` sets a run up and alternates :func:`train_steps` with :func:`fcnseg.evaluate.evaluate`
+and :func:`fcnseg.train.checkpoint.save_checkpoint`; :func:`train_step` is one optimiser step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Dataset
+
+from fcnseg.errors import FcnsegError
+from fcnseg.evaluate import evaluate, evaluation_loader, metrics_record
+from fcnseg.evaluate.evaluate import autocast
+from fcnseg.models import FCN, build_model
+from fcnseg.models.geometry import Geometry
+from fcnseg.train import distributed
+from fcnseg.train.batches import derive_seed, training_loader
+from fcnseg.train.checkpoint import (
+    CheckpointFiles,
+    load_checkpoint,
+    load_state,
+    load_training_state,
+    model_metadata,
+    save_checkpoint,
+)
+from fcnseg.train.data import build_datasets, class_weights_for
+from fcnseg.train.init import initialize
+from fcnseg.train.log import RunLog
+from fcnseg.train.loss import loss_sampling_mask, pixel_loss
+from fcnseg.train.optim import build_optimizer, learning_rate, set_learning_rate
+from fcnseg.train.recipes import TrainConfig, staged_configs
+
+
+class DivergedError(FcnsegError):
+    """The loss became NaN or infinite; the run stopped before applying that step."""
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` leaves: the trained net, its last evaluation, the steps done."""
+
+    model: FCN
+    metrics: dict[str, Any] | None
+    iteration: int
+
+
+@dataclass
+class TrainState:
+    """Where a run is: the steps done and the best evaluation so far."""
+
+    iteration: int = 0
+    best_mean_iu: float = -math.inf
+    best_iteration: int = 0
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """What a training step needs to know besides the net and the data.
+
+    ``loss_sampling`` is the probability of keeping a final-layer cell's loss, or None for
+    whole-image training.
+    """
+
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    normalize: str
+    class_weights: torch.Tensor | None
+    loss_sampling: float | None
+    score_geometry: Geometry
+    ignore_index: int
+    distributed: bool
+
+
+def train_step(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    passes: list[tuple[torch.Tensor, torch.Tensor, int]],
+    settings: StepSettings,
+    context: distributed.Context,
+    interrupted: bool = False,
+) -> tuple[float, bool]:
+    """One optimiser step over the gradients of several forward passes.
+
+    Each pass is ``(images, labels, seed)``: the seed is set before the pass so that its
+    dropout and loss-sampling draws are the pass's own. Each pass's loss is divided by the
+    number of passes, as Caffe's ``iter_size`` divides it, and DDP averages over processes, so
+    the step follows the mean loss of all passes of all processes.
+
+    Returns:
+        The mean loss over all passes and processes, and whether any process was interrupted.
+
+    Raises:
+        DivergedError: the loss is NaN or infinite; the weights are left unchanged.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    total = torch.zeros((), dtype=torch.float64)
+    for i, (images, labels, seed) in enumerate(passes):
+        torch.manual_seed(seed)
+        images = images.to(settings.device, non_blocking=True)
+        labels = labels.to(settings.device, non_blocking=True)
+        last = i == len(passes) - 1
+        # DDP averages gradients on the last pass only; the others just accumulate.
+        sync = contextlib.nullcontext() if last or not settings.distributed else net.no_sync()
+        with sync:
+            with autocast(settings.device, settings.amp_dtype):
+                scores = net(images)  # N×K×H×W
+            keep = None
+            if settings.loss_sampling is not None:
+                keep = loss_sampling_mask(labels, settings.loss_sampling, settings.score_geometry)
+            loss = pixel_loss(
+                scores,
+                labels,
+                normalize=settings.normalize,
+                class_weights=settings.class_weights,
+                keep=keep,
+                ignore_index=settings.ignore_index,
+            ) / len(passes)
+            scaler.scale(loss).backward()
+        total += loss.detach().double().cpu()
+    stats = distributed.all_reduce_sum(
+        torch.stack([total, torch.tensor(float(interrupted), dtype=torch.float64)]), context
+    )
+    mean_loss = float(stats[0]) / context.world_size
+    if not math.isfinite(mean_loss):
+        optimizer.zero_grad(set_to_none=True)
+        raise DivergedError(f"loss is {mean_loss}")
+    scaler.step(optimizer)
+    scaler.update()
+    return mean_loss, bool(stats[1] > 0)
+
+
+def train_steps(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    pass_seeds: Iterator[int],
+    config: TrainConfig,
+    settings: StepSettings,
+    context: distributed.Context,
+    state: TrainState,
+    num_steps: int,
+    log: RunLog,
+    interrupt: Interrupt,
+) -> bool:
+    """Trains ``num_steps`` steps (the reference's ``solver.step(n)``).
+
+    Returns:
+        False if a Ctrl-C stopped it early (after a whole step), True otherwise.
+    """
+    images_per_step = config.batch_size * config.accumulation * context.world_size
+    for _ in range(num_steps):
+        start = time.perf_counter()
+        lr = learning_rate(
+            config.lr, config.lr_policy, state.iteration, config.max_iter, config.poly_power
+        )
+        set_learning_rate(optimizer, lr)
+        passes = [(*next(batches), next(pass_seeds)) for _ in range(config.accumulation)]
+        try:
+            loss, stop = train_step(
+                net, optimizer, scaler, passes, settings, context, interrupt.requested
+            )
+        except DivergedError as error:
+            raise DivergedError(f"{error} at iteration {state.iteration + 1}") from None
+        state.iteration += 1
+        log.step(state.iteration, loss, lr, images_per_step / (time.perf_counter() - start))
+        if stop:
+            return False
+    return True
+
+
+class Interrupt:
+    """Set by the first Ctrl-C; the loop stops after the step in progress and saves."""
+
+    requested = False
+
+
+@contextlib.contextmanager
+def stop_on_interrupt() -> Iterator[Interrupt]:
+    """Turns the first Ctrl-C into a request to stop cleanly; a second one stops at once."""
+    interrupt = Interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupt
+        return
+
+    def request(signum: int, frame: Any) -> None:
+        if interrupt.requested:
+            raise KeyboardInterrupt
+        interrupt.requested = True
+
+    previous = signal.signal(signal.SIGINT, request)
+    try:
+        yield interrupt
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``config.amp`` on ``device``, or None for float32."""
+    if mode == "none":
+        return None
+    if mode == "fp16":
+        if device.type != "cuda":
+            raise FcnsegError("amp fp16 needs a CUDA device; on a CPU use bf16")
+        return torch.float16
+    supported = (
+        torch.cuda.is_bf16_supported()
+        if device.type == "cuda"
+        else getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)()
+    )
+    if not supported:
+        warnings.warn(
+            f"bf16 is not supported on this {device.type}; training in float32", stacklevel=2
+        )
+        return None
+    return torch.bfloat16
+
+
+def fit(
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    train_set: Dataset | None = None,
+    val_set: Dataset | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Trains a model as ``config`` says, evaluating and checkpointing into ``out_dir``.
+
+    Every ``eval_every`` steps (and at the end) the model is scored on the held-out split and
+    saved as ``last``, and as ``best`` when its mean IU is the best so far. Under ``torchrun``
+    each process trains on its share of each step (see :mod:`fcnseg.train.distributed`).
+
+    Args:
+        config: the run.
+        out_dir: the run folder: checkpoints, ``log.jsonl``, ``config.json``.
+        resume: continue the run saved as ``out_dir/last`` exactly where it stopped.
+        train_set: the training images; by default ``config.dataset``'s ``train_split``.
+        val_set: the held-out images; by default ``config.dataset``'s ``val_split``.
+        progress: show a progress bar.
+
+    Returns:
+        The model, the last evaluation's :func:`fcnseg.evaluate.metrics_record` (None
+        without a held-out set) and the steps done.
+
+    Raises:
+        DivergedError: the loss became NaN or infinite (``last`` keeps the last good step).
+        KeyboardInterrupt: after Ctrl-C, once ``last`` is saved.
+    """
+    out = Path(out_dir)
+    context = distributed.setup(config.device)
+    if train_set is None:
+        train_set, val_set = build_datasets(config)
+    info = train_set.info  # type: ignore[attr-defined]
+    torch.manual_seed(derive_seed(config.seed, "weights"))  # same start in every process
+    model = build_model(config.model, info.num_classes, config.geometry, **config.backbone)
+    if config.init and not resume:
+        initialize(model, config.init)
+    model.to(context.device)
+    optimizer = build_optimizer(
+        model,
+        name=config.optimizer,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+    amp_dtype = resolve_amp(config.amp, context.device)
+    scaler = torch.amp.GradScaler(context.device.type, enabled=amp_dtype == torch.float16)
+    metadata = {
+        **model_metadata(config.model, info.num_classes, config.geometry, config.backbone, info),
+        "config": config.to_dict(),
+    }
+    state = TrainState()
+    if resume:
+        state = restore(out / "last", model, optimizer, scaler, config, context)
+    elif CheckpointFiles.of(out / "last").metadata.exists():
+        raise FcnsegError(f"{out}: already holds a run; resume it or choose another folder")
+    if context.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(config.to_json() + "\n")
+
+    net: nn.Module = model
+    if context.distributed:
+        ids = [context.device.index] if context.device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=ids)
+    if config.compile:
+        net = torch.compile(net)
+    settings = StepSettings(
+        context.device,
+        amp_dtype,
+        config.loss_normalize,
+        class_weights_for(config, train_set, info),
+        config.loss_sampling if config.loss_sampling < 1 else None,
+        model.score_geometry["fc7"],
+        info.ignore_index,
+        context.distributed,
+    )
+    loader, sampler = training_loader(
+        train_set,
+        config,
+        start_step=state.iteration,
+        rank=context.rank,
+        world_size=context.world_size,
+        ignore_index=info.ignore_index,
+        pin_memory=context.device.type == "cuda",
+    )
+    batches = iter(loader)
+    pass_seeds = _pass_seeds(config, sampler.pass_number, state.iteration)
+    log = RunLog(
+        out,
+        start=state.iteration,
+        total=config.max_iter,
+        enabled=context.is_main,
+        progress=progress,
+    )
+    record = None
+    try:
+        with stop_on_interrupt() as interrupt:
+            while state.iteration < config.max_iter:
+                steps = steps_to_evaluation(config, state.iteration)
+                finished = train_steps(
+                    net,
+                    optimizer,
+                    scaler,
+                    batches,
+                    pass_seeds,
+                    config,
+                    settings,
+                    context,
+                    state,
+                    steps,
+                    log,
+                    interrupt,
+                )
+                if not finished:
+                    save_run(out / "last", model, optimizer, scaler, metadata, state, None, context)
+                    log.message(f"interrupted at iteration {state.iteration}; saved {out / 'last'}")
+                    raise KeyboardInterrupt
+                record = None
+                if val_set is not None:
+                    metrics = evaluate(
+                        model,
+                        evaluation_loader(
+                            val_set,
+                            batch_size=config.batch_size,
+                            rank=context.rank,
+                            world_size=context.world_size,
+                        ),
+                        info.num_classes,
+                        ignore_index=info.ignore_index,
+                        device=context.device,
+                        amp_dtype=amp_dtype,
+                    )
+                    record = metrics_record(metrics, info.class_names)
+                    log.evaluation(state.iteration, record)
+                checkpoint(out, model, optimizer, scaler, metadata, state, record, context)
+    except DivergedError as error:
+        last = CheckpointFiles.of(out / "last").weights
+        kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint saved yet"
+        raise DivergedError(f"{error}; stopped ({kept})") from None
+    finally:
+        log.close()
+        del batches
+    return FitResult(model, record, state.iteration)
+
+
+def steps_to_evaluation(config: TrainConfig, iteration: int) -> int:
+    """Steps from ``iteration`` to the next evaluation (or the end of the run)."""
+    to_end = config.max_iter - iteration
+    if config.eval_every == 0:
+        return to_end
+    return min(config.eval_every - iteration % config.eval_every, to_end)
+
+
+def _pass_seeds(config: TrainConfig, pass_number: Any, start: int) -> Iterator[int]:
+    step = start
+    while True:
+        for forward_pass in range(config.accumulation):
+            yield derive_seed(config.seed, "pass", pass_number(step, forward_pass))
+        step += 1
+
+
+def checkpoint(
+    out: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    metadata: dict[str, Any],
+    state: TrainState,
+    record: dict[str, Any] | None,
+    context: distributed.Context,
+) -> None:
+    """Saves ``last``, and ``best`` when the mean IU beats every earlier evaluation."""
+    mean_iu = record.get("mean_iu") if record else None
+    if mean_iu is not None and mean_iu > state.best_mean_iu:
+        state.best_mean_iu, state.best_iteration = mean_iu, state.iteration
+        save_run(out / "best", model, None, None, metadata, state, record, context)
+    save_run(out / "last", model, optimizer, scaler, metadata, state, record, context)
+
+
+def save_run(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    scaler: torch.amp.GradScaler | None,
+    metadata: dict[str, Any],
+    state: TrainState,
+    record: dict[str, Any] | None,
+    context: distributed.Context,
+) -> None:
+    """Writes one checkpoint from the main process, with every process's generator states."""
+    training_state = None
+    if optimizer is not None and scaler is not None:
+        rng = _gather_rng_states(context)
+        training_state = {
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rng,
+            "best_mean_iu": state.best_mean_iu,
+            "best_iteration": state.best_iteration,
+        }
+    if context.is_main:
+        save_checkpoint(
+            path,
+            model,
+            {**metadata, "iteration": state.iteration, "metrics": record},
+            training_state,
+        )
+    distributed.barrier(context)
+
+
+def _gather_rng_states(context: distributed.Context) -> list[dict[str, Any]]:
+    own: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        own["cuda"] = torch.cuda.get_rng_state_all()
+    if not context.distributed:
+        return [own]
+    states: list[Any] = [None] * context.world_size
+    dist.all_gather_object(states, own)
+    return states
+
+
+def restore(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    config: TrainConfig,
+    context: distributed.Context,
+) -> TrainState:
+    """Loads the checkpoint ``path`` into the model and optimiser; returns where it was."""
+    files = CheckpointFiles.of(path)
+    if not files.metadata.exists():
+        raise FcnsegError(f"{path.parent}: no checkpoint to resume ({files.metadata.name} missing)")
+    state_dict, metadata = load_checkpoint(path)
+    saved = TrainConfig.from_dict(metadata["config"])
+    if dataclasses.replace(saved, max_iter=config.max_iter) != config:
+        changed = [
+            f.name
+            for f in dataclasses.fields(config)
+            if f.name != "max_iter" and getattr(saved, f.name) != getattr(config, f.name)
+        ]
+        raise FcnsegError(f"{files.metadata}: the run was configured differently ({changed})")
+    load_state(model, state_dict, files.weights)
+    training = load_training_state(path)
+    if training["iteration"] != metadata["iteration"]:
+        raise FcnsegError(
+            f"{files.state}: training state of iteration {training['iteration']}, weights of "
+            f"iteration {metadata['iteration']} (an interrupted save?)"
+        )
+    optimizer.load_state_dict(training["optimizer"])
+    scaler.load_state_dict(training["scaler"])
+    rng = training["rng"]
+    own = rng[context.rank] if len(rng) == context.world_size else rng[0]
+    torch.set_rng_state(own["torch"])
+    if "cuda" in own and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(own["cuda"])
+    return TrainState(metadata["iteration"], training["best_mean_iu"], training["best_iteration"])
+
+
+def fit_staged(
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    train_set: Dataset | None = None,
+    val_set: Dataset | None = None,
+    progress: bool = True,
+) -> FitResult | None:
+    """FCN-32s, then FCN-16s from it, then FCN-8s from that (section 4.2), in one call.
+
+    Stage ``i`` trains in ``out_dir/stage{i}-{model}`` and starts from the previous stage's
+    ``best`` checkpoint (its ``last`` without a held-out set) through
+    :func:`fcnseg.models.init_from_coarser`. With ``resume``, finished stages are skipped and
+    the unfinished one continues.
+
+    Returns:
+        The last stage's result (None if every stage had already finished).
+    """
+    out = Path(out_dir)
+    result = None
+    previous: Path | None = None
+    for number, stage in enumerate(staged_configs(config), start=1):
+        folder = out / f"stage{number}-{stage.model}"
+        if previous is not None:
+            best = CheckpointFiles.of(previous / "best").metadata
+            stage = dataclasses.replace(
+                stage, init=str(previous / ("best" if best.exists() else "last"))
+            )
+        last = CheckpointFiles.of(folder / "last").metadata
+        stage_resume = resume and last.exists()
+        if stage_resume and load_checkpoint(folder / "last")[1]["iteration"] >= stage.max_iter:
+            previous = folder
+            continue
+        result = fit(
+            stage,
+            folder,
+            resume=stage_resume,
+            train_set=train_set,
+            val_set=val_set,
+            progress=progress,
+        )
+        previous = folder
+    return result

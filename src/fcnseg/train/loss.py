@@ -1,0 +1,144 @@
+"""The per-pixel multinomial logistic loss (section 4), its class weights and loss sampling.
+
+The reference trains with Caffe's ``SoftmaxWithLoss(normalize=False, ignore_label=255)``: the
+negative log-likelihood summed over every non-void pixel of the batch, with a learning rate
+small enough (1e-10) to make up for the sum. ``normalize="mean"`` divides by the non-void
+pixels instead, for learning rates of the usual size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+
+import torch
+import torch.nn.functional as F
+
+from fcnseg.models.geometry import Geometry
+
+NORMALIZATIONS = ("sum", "mean")
+
+
+def pixel_loss(
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    normalize: str = "mean",
+    class_weights: torch.Tensor | None = None,
+    keep: torch.Tensor | None = None,
+    ignore_index: int = 255,
+) -> torch.Tensor:
+    """``sum_p w[y_p] * -log softmax(scores_p)[y_p]`` over the counted pixels ``p``.
+
+    A pixel counts unless it is void or dropped by ``keep``. With ``normalize="mean"`` the sum
+    is divided by the number of counted pixels (not by the sum of their weights, so weights
+    scale the loss as given); a batch with no counted pixel has loss 0.
+
+    Args:
+        scores: N x K x H x W class scores.
+        labels: N x H x W classes, void ``ignore_index``.
+        normalize: ``"sum"`` (the reference) or ``"mean"``.
+        class_weights: K weights, one per class; None weighs every class 1.
+        keep: N x H x W booleans, False for pixels whose loss is not sampled (section 3.4).
+        ignore_index: the void label.
+
+    Returns:
+        The scalar loss, in float32.
+    """
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+    counted = labels != ignore_index
+    if keep is not None:
+        counted &= keep
+    targets = torch.where(counted, labels, torch.zeros_like(labels))
+    # Per-pixel -log p(y); float32 so that a bf16/fp16 forward pass sums its loss exactly.
+    nll = F.cross_entropy(scores.float(), targets, reduction="none")
+    if class_weights is not None:
+        nll = nll * class_weights.to(nll.device, nll.dtype)[targets]
+    total = (nll * counted).sum()
+    if normalize == "sum":
+        return total
+    return total / counted.sum().clamp(min=1)
+
+
+def loss_sampling_mask(
+    labels: torch.Tensor,
+    p: float,
+    score_geometry: Geometry,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Keeps each final-layer cell's loss with probability ``p`` (sections 3.4 and 4.3).
+
+    Dropping the loss of a cell of the coarse (stride 32) score map excludes its patch from the
+    gradient, which is how patchwise training is recovered from whole-image training. The mask
+    is drawn once per cell and spread to the pixels nearest that cell's centre, which sits at
+    input pixel ``stride * i + offset`` (the score map's geometry); this is nearest-neighbour
+    upsampling of a cell mask, aligned as the net aligns its own scores.
+
+    Args:
+        labels: N x H x W, for the shape and device.
+        p: probability of keeping a cell, in (0, 1].
+        score_geometry: geometry of the coarse score map (``FCN.score_geometry["fc7"]``).
+        generator: the random source; torch's global one when None.
+
+    Returns:
+        N x H x W booleans, True where the pixel's loss is kept.
+    """
+    if not 0 < p <= 1:
+        raise ValueError(f"the loss sampling probability must be in (0, 1], got {p}")
+    n, height, width = labels.shape
+    rows = _nearest_cell(height, score_geometry)
+    cols = _nearest_cell(width, score_geometry)
+    grid = (int(rows.max()) + 1, int(cols.max()) + 1)
+    cells = torch.rand((n, *grid), generator=generator) < p  # N×H/32×W/32
+    return cells[:, rows][:, :, cols].to(labels.device)
+
+
+def _nearest_cell(size: int, geometry: Geometry) -> torch.Tensor:
+    """The index of the cell whose centre is nearest each pixel 0..size-1 (clamped at 0)."""
+    stride, offset = Fraction(geometry.stride), Fraction(geometry.offset)
+    return torch.tensor(
+        [max(0, int((x - offset) / stride + Fraction(1, 2))) for x in range(size)],
+        dtype=torch.int64,
+    )
+
+
+def class_frequencies(
+    labels: Iterable[torch.Tensor], num_classes: int, ignore_index: int = 255
+) -> torch.Tensor:
+    """Pixel count of each class over ``labels`` and the images that contain it.
+
+    Returns:
+        A 2 x K int64 tensor: row 0 the pixels of each class, row 1 the pixels of the images
+        in which the class appears (median frequency balancing's denominator).
+    """
+    counts = torch.zeros(2, num_classes, dtype=torch.int64)
+    for label in labels:
+        valid = label[label != ignore_index].reshape(-1).to(torch.int64)
+        image_counts = torch.bincount(valid, minlength=num_classes)[:num_classes]
+        counts[0] += image_counts
+        counts[1] += torch.where(image_counts > 0, valid.numel(), 0)
+    return counts
+
+
+def median_frequency_weights(counts: torch.Tensor) -> torch.Tensor:
+    """Median frequency balancing (Eigen and Fergus): ``w_c = median(f) / f_c``.
+
+    ``f_c`` is the pixels of class ``c`` over the pixels of the images where ``c`` appears
+    (from :func:`class_frequencies`). A class that never appears gets weight 0.
+    """
+    freq = counts[0].double() / counts[1].double().clamp(min=1)
+    present = counts[0] > 0
+    median = freq[present].median()
+    weights = torch.where(present, median / freq.clamp(min=1e-12), torch.zeros_like(freq))
+    return weights.float()
+
+
+def parse_class_weights(values: Sequence[float], num_classes: int) -> torch.Tensor:
+    """Checks a list of given class weights: one non-negative number per class."""
+    if len(values) != num_classes:
+        raise ValueError(f"{len(values)} class weights given for {num_classes} classes")
+    weights = torch.tensor([float(v) for v in values])
+    if (weights < 0).any() or not weights.isfinite().all():
+        raise ValueError(f"class weights must be finite and non-negative, got {list(values)}")
+    return weights
