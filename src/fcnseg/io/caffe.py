@@ -85,7 +85,7 @@ def _parse(path: Path) -> caffe_pb2.NetParameter:
         raise FcnsegError(f"{path}: cannot read: {error.strerror or error}") from None
     try:
         return caffe_pb2.NetParameter.FromString(data)
-    except DecodeError:
+    except (DecodeError, UnicodeDecodeError):  # the pure-Python parser reports bad UTF-8 apart
         raise FcnsegError(
             f"{path}: truncated or corrupt; protobuf cannot parse it as a Caffe NetParameter"
         ) from None
