@@ -12,6 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fcnseg.data.convention import VOC_MEAN_BGR
+from fcnseg.data.nyud import NYUD_CLASSES, NYUD_MEAN_BGR, NYUD_MEAN_HHA
+from fcnseg.data.pascal_context import CONTEXT_MEAN_BGR
+from fcnseg.data.siftflow import SIFTFLOW_CLASSES, SIFTFLOW_GEOMETRIC_CLASSES, SIFTFLOW_MEAN_BGR
+from fcnseg.data.voc import VOC_CLASSES
 from fcnseg.errors import FcnsegError
 from fcnseg.io.convention import TORCHVISION_IMAGENET, InputConvention, caffe_convention
 from fcnseg.models import VGG16, AlexNet, Classifier, GoogLeNet
@@ -21,108 +26,6 @@ CLASSIFIER = "classifier"
 
 _BERKELEY = "http://dl.caffe.berkeleyvision.org/"
 
-VOC_CLASSES = (
-    "background",
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-)
-# data/nyud/classes.txt of the reference: the 40-class task of Gupta et al. (ECCV 2014).
-NYUD_CLASSES = (
-    "wall",
-    "floor",
-    "cabinet",
-    "bed",
-    "chair",
-    "sofa",
-    "table",
-    "door",
-    "window",
-    "bookshelf",
-    "picture",
-    "counter",
-    "blinds",
-    "desk",
-    "shelves",
-    "curtain",
-    "dresser",
-    "pillow",
-    "mirror",
-    "floor mat",
-    "clothes",
-    "ceiling",
-    "books",
-    "refridgerator",
-    "television",
-    "paper",
-    "towel",
-    "shower curtain",
-    "box",
-    "whiteboard",
-    "person",
-    "night stand",
-    "toilet",
-    "sink",
-    "lamp",
-    "bathtub",
-    "bag",
-    "otherstructure",
-    "otherfurniture",
-    "otherprop",
-)
-SIFTFLOW_SEMANTIC_CLASSES = (
-    "awning",
-    "balcony",
-    "bird",
-    "boat",
-    "bridge",
-    "building",
-    "bus",
-    "car",
-    "cow",
-    "crosswalk",
-    "desert",
-    "door",
-    "fence",
-    "field",
-    "grass",
-    "moon",
-    "mountain",
-    "person",
-    "plant",
-    "pole",
-    "river",
-    "road",
-    "rock",
-    "sand",
-    "sea",
-    "sidewalk",
-    "sign",
-    "sky",
-    "staircase",
-    "streetlight",
-    "sun",
-    "tree",
-    "window",
-)
-SIFTFLOW_GEOMETRIC_CLASSES = ("sky", "horizontal", "vertical")
 # data/pascal-context/classes-59.txt of the reference, background (index 0) included.
 PASCALCONTEXT_CLASSES = (
     "background",
@@ -187,16 +90,13 @@ PASCALCONTEXT_CLASSES = (
     "wood",
 )
 
-# Mean pixels (B, G, R) that the reference's data layers subtract from BGR 0-255 images.
-VOC_MEAN = (104.00699, 116.66877, 122.67892)  # ILSVRC's mean image, averaged per channel
-PASCALCONTEXT_MEAN = (104.007, 116.669, 122.679)
-NYUD_COLOR_MEAN = (116.190, 97.203, 92.318)
-SIFTFLOW_MEAN = (114.578, 115.294, 108.353)
+# Mean pixels (B, G, R) of the ILSVRC classifiers; the datasets' are fcnseg.data's.
+VOC_MEAN = VOC_MEAN_BGR  # ILSVRC's mean image, averaged per channel
 VGG16_ILSVRC_MEAN = (103.939, 116.779, 123.68)  # the VGG team's mean pixel
 GOOGLENET_MEAN = (104.0, 117.0, 123.0)  # bvlc_googlenet's train_val mean_value
 # HHA images are read as stored, without a channel flip (nyud_layers.py); the mean is in the
 # file's channel order, recorded as "RGB".
-NYUD_HHA = InputConvention("RGB", 255.0, (132.431, 94.076, 118.477))
+NYUD_HHA = InputConvention("RGB", 255.0, NYUD_MEAN_HHA)
 
 
 @dataclass(frozen=True)
@@ -275,9 +175,9 @@ def _table(*entries: Published) -> dict[str, Published]:
 
 
 _VOC = caffe_convention(VOC_MEAN)
-_SIFTFLOW = caffe_convention(SIFTFLOW_MEAN)
+_SIFTFLOW = caffe_convention(SIFTFLOW_MEAN_BGR)
 _SIFTFLOW_HEADS = (
-    ("sem", SIFTFLOW_SEMANTIC_CLASSES, "_sem", ("_geo",)),
+    ("sem", SIFTFLOW_CLASSES, "_sem", ("_geo",)),
     ("geo", SIFTFLOW_GEOMETRIC_CLASSES, "_geo", ("_sem",)),
 )
 _ILSVRC_MEAN_IMAGE = caffe_convention(VOC_MEAN)  # CaffeNet and AlexNet: the mean image's pixel
@@ -295,11 +195,11 @@ PUBLISHED = _table(
     _fcn("voc-fcn-alexnet", "fcn-alexnet-pascal.caffemodel", "fcn32s-alexnet", VOC_CLASSES,
          _VOC, backbone=AlexNet),
     _fcn("nyud-fcn32s-color", "nyud-fcn32s-color-heavy.caffemodel", "fcn32s-vgg16",
-         NYUD_CLASSES, caffe_convention(NYUD_COLOR_MEAN)),
+         NYUD_CLASSES, caffe_convention(NYUD_MEAN_BGR)),
     _fcn("nyud-fcn32s-hha", "nyud-fcn32s-hha-heavy.caffemodel", "fcn32s-vgg16", NYUD_CLASSES,
          NYUD_HHA),
     _fcn("nyud-fcn32s-color-hha-color", "nyud-fcn32s-color-hha-heavy.caffemodel",
-         "fcn32s-vgg16", NYUD_CLASSES, caffe_convention(NYUD_COLOR_MEAN), suffix="color",
+         "fcn32s-vgg16", NYUD_CLASSES, caffe_convention(NYUD_MEAN_BGR), suffix="color",
          other_suffixes=("hha",)),
     _fcn("nyud-fcn32s-color-hha-hha", "nyud-fcn32s-color-hha-heavy.caffemodel",
          "fcn32s-vgg16", NYUD_CLASSES, NYUD_HHA, suffix="hha", other_suffixes=("color",)),
@@ -311,7 +211,7 @@ PUBLISHED = _table(
     ),
     *(
         _fcn(f"pascalcontext-fcn{stride}s", f"pascalcontext-fcn{stride}s-heavy.caffemodel",
-             f"fcn{stride}s-vgg16", PASCALCONTEXT_CLASSES, caffe_convention(PASCALCONTEXT_MEAN))
+             f"fcn{stride}s-vgg16", PASCALCONTEXT_CLASSES, caffe_convention(CONTEXT_MEAN_BGR))
         for stride in (32, 16, 8)
     ),
     Published("vgg16-ilsvrc", "VGG_ILSVRC_16_layers.caffemodel",
