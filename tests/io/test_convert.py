@@ -21,6 +21,7 @@ from fcnseg.io._mapping import classifier_fcn_state_dict
 from fcnseg.io.convention import TORCHVISION_IMAGENET, caffe_convention
 from fcnseg.io.published import (
     NYUD_HHA,
+    SIFTFLOW_CLASSES,
     SIFTFLOW_GEOMETRIC_CLASSES,
     VOC_CLASSES,
     VOC_MEAN,
@@ -400,3 +401,30 @@ def test_truncated_checkpoint_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(FcnsegError, match="truncated or corrupt PyTorch checkpoint") as error:
         convert(path, "fcn32s-vgg16", 21, **SMALL)
     assert "\n" not in str(error.value)
+
+
+def test_siftflow_file_loads_whole_into_the_two_headed_net(tmp_path: Path) -> None:
+    model = "fcn16s-siftflow-vgg16"
+    blobs = fcn_blobs(model, 33, **SMALL)  # Caffe names: score_fr_sem, upscore2_geo, ...
+    assert "score_pool4_geo" in blobs and "score_fr_sem" in blobs
+    path = write_caffemodel(tmp_path / "siftflow-fcn16s-heavy.caffemodel", blobs)
+
+    state, metadata = convert(path, model, 33, **SMALL)
+
+    assert metadata.classes == SIFTFLOW_CLASSES
+    _assert_bit_equal(state, blobs)
+    build_model(model, 33, **SMALL).load_state_dict(state, strict=True)
+
+
+def test_late_fusion_file_loads_whole_into_the_fusion_net(tmp_path: Path) -> None:
+    """The reference's names (``conv1_1color``, ``score_frhha``, one ``upscore``) fill the
+    two streams of ``fcn32s-rgb-hha-vgg16``."""
+    blobs = _two_head_blobs("fcn32s-vgg16", {"color": 40, "hha": 40}, {"upscore"}, **SMALL)
+    path = write_caffemodel(tmp_path / "nyud-fcn32s-color-hha-heavy.caffemodel", blobs)
+
+    state, _ = convert(path, "fcn32s-rgb-hha-vgg16", 40, **SMALL)
+
+    assert state["color.conv1_1.weight"].numpy().tobytes() == blobs["conv1_1color"][0].tobytes()
+    assert state["hha.score_fr.bias"].numpy().tobytes() == blobs["score_frhha"][1].tobytes()
+    assert torch.equal(state["hha.upscore.weight"], state["color.upscore.weight"])
+    build_model("fcn32s-rgb-hha-vgg16", 40, **SMALL).load_state_dict(state, strict=True)

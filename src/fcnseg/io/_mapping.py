@@ -36,8 +36,14 @@ _AUXILIARY_PREFIXES = ("loss1/", "loss2/")
 _FIXED_SCALES = {f"scale_{skip}": value for skip, value in ATONCE_SCALES.items()}
 
 
-def caffe_layer(module_path: str) -> str:
-    """The Caffe layer name of a module path: ``conv1.7x7_s2`` is ``conv1/7x7_s2``."""
+def caffe_layer(module_path: str, net: torch.nn.Module | None = None) -> str:
+    """The Caffe layer name of a module path: ``conv1.7x7_s2`` is ``conv1/7x7_s2``.
+
+    A net whose layers the reference names otherwise (the late-fusion net's streams, whose
+    ``color.conv1_1`` is ``conv1_1color``) says so with a ``caffe_layer`` method of its own.
+    """
+    if net is not None and hasattr(net, "caffe_layer"):
+        return net.caffe_layer(module_path)
     return module_path.replace(".", "/")
 
 
@@ -92,9 +98,9 @@ def fcn_state_dict(
             layer = key.rpartition(".")[0]
             if layer in _FIXED_SCALES and layer not in blobs:
                 fill[key] = torch.full(tensor.shape, _FIXED_SCALES[layer])
-    state = _map(where, blobs, {k: v for k, v in target.items() if k not in fill}, model)
+    state = _map(where, blobs, {k: v for k, v in target.items() if k not in fill}, model, net)
     state.update(fill)
-    _check_unused(where, blobs, target, model)
+    _check_unused(where, blobs, target, model, net)
     net.load_state_dict(state, strict=True, assign=True)
     return state
 
@@ -137,13 +143,17 @@ def classifier_fcn_state_dict(
 
 
 def _map(
-    where: str, blobs: Blobs, target: Mapping[str, torch.Tensor], what: str
+    where: str,
+    blobs: Blobs,
+    target: Mapping[str, torch.Tensor],
+    what: str,
+    net: torch.nn.Module | None = None,
 ) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
     missing: list[str] = []
     for key, tensor in target.items():
         module, _, param = key.rpartition(".")
-        layer = caffe_layer(module)
+        layer = caffe_layer(module, net)
         if param not in _PARAM_INDEX:
             raise FcnsegError(f"{what}: state-dict entry {key} is not a weight or a bias")
         if layer not in blobs:
@@ -184,8 +194,14 @@ def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(dropwhile(lambda d: d == 1, shape))
 
 
-def _check_unused(where: str, blobs: Blobs, target: Mapping[str, torch.Tensor], model: str) -> None:
-    used = {caffe_layer(key.rpartition(".")[0]) for key in target}
+def _check_unused(
+    where: str,
+    blobs: Blobs,
+    target: Mapping[str, torch.Tensor],
+    model: str,
+    net: torch.nn.Module | None = None,
+) -> None:
+    used = {caffe_layer(key.rpartition(".")[0], net) for key in target}
     unused = [name for name in blobs if name not in used]
     if unused:
         raise FcnsegError(

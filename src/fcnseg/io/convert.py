@@ -85,7 +85,7 @@ def convert(
     if model not in MODELS:
         raise FcnsegError(f"unknown model '{model}'; known models: {', '.join(MODELS)}")
     layout, blobs = _read(path)
-    entry = find_published(source, path.name)
+    entry = find_published(source, path.name, model)
     if entry is not None:
         _check_entry(entry, model, num_classes)
         blobs = select_net(where, blobs, entry.suffix, entry.other_suffixes)

@@ -198,11 +198,18 @@ PUBLISHED = _table(
          NYUD_CLASSES, caffe_convention(NYUD_MEAN_BGR)),
     _fcn("nyud-fcn32s-hha", "nyud-fcn32s-hha-heavy.caffemodel", "fcn32s-vgg16", NYUD_CLASSES,
          NYUD_HHA),
+    _fcn("nyud-fcn32s-color-hha", "nyud-fcn32s-color-hha-heavy.caffemodel",
+         "fcn32s-rgb-hha-vgg16", NYUD_CLASSES, caffe_convention(NYUD_MEAN_BGR)),
     _fcn("nyud-fcn32s-color-hha-color", "nyud-fcn32s-color-hha-heavy.caffemodel",
          "fcn32s-vgg16", NYUD_CLASSES, caffe_convention(NYUD_MEAN_BGR), suffix="color",
          other_suffixes=("hha",)),
     _fcn("nyud-fcn32s-color-hha-hha", "nyud-fcn32s-color-hha-heavy.caffemodel",
          "fcn32s-vgg16", NYUD_CLASSES, NYUD_HHA, suffix="hha", other_suffixes=("color",)),
+    *(
+        _fcn(f"siftflow-fcn{stride}s", f"siftflow-fcn{stride}s-heavy.caffemodel",
+             f"fcn{stride}s-siftflow-vgg16", SIFTFLOW_CLASSES, _SIFTFLOW)
+        for stride in (32, 16, 8)
+    ),
     *(
         _fcn(f"siftflow-fcn{stride}s-{head}", f"siftflow-fcn{stride}s-heavy.caffemodel",
              f"fcn{stride}s-vgg16", classes, _SIFTFLOW, suffix=suffix, other_suffixes=others)
@@ -234,8 +241,11 @@ PUBLISHED = _table(
 )  # fmt: skip
 
 
-def find_published(name: str | None, filename: str) -> Published | None:
+def find_published(name: str | None, filename: str, model: str | None = None) -> Published | None:
     """The entry named ``name``, else the one whose file name is ``filename``, else None.
+
+    A file with several entries (a two-net file: the whole net, and each of its nets alone)
+    gives the entry for ``model`` when exactly one has it.
 
     Raises:
         FcnsegError: ``name`` is not an entry, or ``filename`` is a two-net file, which needs
@@ -246,6 +256,9 @@ def find_published(name: str | None, filename: str) -> Published | None:
             raise FcnsegError(f"unknown published weights '{name}'; known: {', '.join(PUBLISHED)}")
         return PUBLISHED[name]
     matches = [entry for entry in PUBLISHED.values() if entry.filename == filename]
+    if len(matches) > 1:
+        for_model = [entry for entry in matches if entry.model == model]
+        matches = for_model if len(for_model) == 1 else [e for e in matches if e.suffix]
     if len(matches) > 1:
         raise FcnsegError(
             f"{filename} holds two nets; name one with source: "

@@ -56,6 +56,15 @@ class LateFusionFCN(nn.Module):
         self.weight = weight
         self.num_classes = next(iter(streams.values())).num_classes
 
+    def caffe_layer(self, module_path: str) -> str:
+        """The reference's layer name: a stream's layers carry its name as a suffix
+        (``conv1_1color``, ``score_frhha``); the one upsampling after the fused scores is
+        ``upscore``, and fills both streams' fixed final kernels."""
+        stream, _, layer = module_path.partition(".")
+        if layer == self.get_submodule(stream).final_upscore:
+            return layer
+        return layer.replace(".", "/") + stream
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """N x (sum of stream channels) x H x W to N x classes x H x W scores."""
         inputs = torch.split(x, list(self.in_channels.values()), dim=1)
