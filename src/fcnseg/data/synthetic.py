@@ -2,7 +2,7 @@
 
 Generated on the fly from a seed, so the demo needs no download and every run sees the same
 images. Each class has its own colour family and shape: discs, squares and triangles from
-a few pixels to half the image, and thin rings and bars a few pixels wide, whose outlines an
+a few pixels to half the image, and rings and bars 5 to 10 pixels wide, whose outlines an
 FCN-32s blurs away and the skips of FCN-8s recover (section 4.2). The background is a grey
 texture of random gratings and noise, so that no single pixel value gives the class away.
 """
@@ -152,11 +152,11 @@ def _shape(
         return inside
     if name == "ring":
         outer = max(radius, 0.15 * size)
-        thickness = rng.uniform(3, 6)
+        thickness = rng.uniform(5, 9)
         distance = np.sqrt(u**2 + v**2)
         return (distance <= outer) & (distance >= outer - thickness)
     if name == "bar":
-        return (np.abs(u) <= rng.uniform(0.2, 0.45) * size) & (np.abs(v) <= rng.uniform(1.5, 3))
+        return (np.abs(u) <= rng.uniform(0.2, 0.45) * size) & (np.abs(v) <= rng.uniform(3, 5))
     raise ValueError(f"unknown shape {name!r}")
 
 

@@ -95,7 +95,7 @@ def train_step(
     passes: list[tuple[torch.Tensor, torch.Tensor, int]],
     settings: StepSettings,
     context: distributed.Context,
-    interrupted: bool = False,
+    interrupt: Interrupt | None = None,
 ) -> tuple[float, bool]:
     """One optimiser step over the gradients of several forward passes.
 
@@ -105,13 +105,14 @@ def train_step(
     the step follows the mean loss of all passes of all processes.
 
     Returns:
-        The mean loss over all passes and processes, and whether any process was interrupted.
+        The mean loss over all passes and processes, and whether any process has had a
+        Ctrl-C (``interrupt``) by the end of the step.
 
     Raises:
         DivergedError: the loss is NaN or infinite; the weights are left unchanged.
     """
     optimizer.zero_grad(set_to_none=True)
-    total = torch.zeros((), dtype=torch.float64)
+    total = 0.0
     for i, (images, labels, seed) in enumerate(passes):
         torch.manual_seed(seed)
         images = images.to(settings.device, non_blocking=True)
@@ -134,9 +135,10 @@ def train_step(
                 ignore_index=settings.ignore_index,
             ) / len(passes)
             scaler.scale(loss).backward()
-        total += loss.detach().double().cpu()
+        total += float(loss)
     stats = distributed.all_reduce_sum(
-        torch.stack([total, torch.tensor(float(interrupted), dtype=torch.float64)]), context
+        torch.tensor([total, interrupt is not None and interrupt.requested], dtype=torch.float64),
+        context,
     )
     mean_loss = float(stats[0]) / context.world_size
     if not math.isfinite(mean_loss):
@@ -175,9 +177,7 @@ def train_steps(
         set_learning_rate(optimizer, lr)
         passes = [(*next(batches), next(pass_seeds)) for _ in range(config.accumulation)]
         try:
-            loss, stop = train_step(
-                net, optimizer, scaler, passes, settings, context, interrupt.requested
-            )
+            loss, stop = train_step(net, optimizer, scaler, passes, settings, context, interrupt)
         except DivergedError as error:
             raise DivergedError(f"{error} at iteration {state.iteration + 1}") from None
         state.iteration += 1
