@@ -1,4 +1,4 @@
-"""Small nets and data for the training tests: a 1/16-width VGG16 trains in milliseconds."""
+"""Fixtures of the training tests: tiny synthetic data, one thread."""
 
 from __future__ import annotations
 
@@ -8,23 +8,6 @@ import pytest
 import torch
 
 from fcnseg.data.synthetic import SyntheticShapes
-from fcnseg.train import TrainConfig, recipe
-
-TINY_BACKBONE = {"width": 1 / 16, "fc_width": 16, "batch_norm": True}
-
-
-def tiny_config(**overrides: object) -> TrainConfig:
-    """The scratch recipe on a tiny net and tiny synthetic images, on the CPU."""
-    settings = dict(
-        dataset="synthetic",
-        backbone=TINY_BACKBONE,
-        batch_size=2,
-        max_iter=4,
-        eval_every=2,
-        device="cpu",
-    )
-    settings.update(overrides)
-    return recipe("scratch", "fcn8s-vgg16", **settings)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
+from tiny_runs import tiny_config
 
 from fcnseg.data.synthetic import SYNTHETIC_INFO
 from fcnseg.train import DivergedError, fit, fit_staged, load_checkpoint

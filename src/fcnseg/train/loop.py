@@ -135,7 +135,7 @@ def train_step(
                 ignore_index=settings.ignore_index,
             ) / len(passes)
             scaler.scale(loss).backward()
-        total += float(loss)
+        total += float(loss.detach())
     stats = distributed.all_reduce_sum(
         torch.tensor([total, interrupt is not None and interrupt.requested], dtype=torch.float64),
         context,
