@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fcnseg.data import collate_pad
 from fcnseg.evaluate.metrics import ConfusionMatrix
+from fcnseg.io.convention import caffe_convention
 
 METRIC_NAMES = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
 
@@ -56,6 +57,32 @@ def evaluate(
     return confusion.compute()
 
 
+class ConventionAdapter(nn.Module):
+    """Feeds a net trained on another input convention with a dataset's tensors.
+
+    The datasets give BGR, 0-255, minus their mean; weights converted from torchvision, say,
+    want RGB in [0, 1] standardised. The pixels are recovered and fed as the weights expect.
+    """
+
+    def __init__(self, model: nn.Module, mean_bgr: Sequence[float], convention: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.convention = convention
+        self.register_buffer("mean_bgr", torch.tensor(list(mean_bgr[:3])).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        bgr = images[:, :3] + self.mean_bgr  # N×3×H×W, 0-255
+        # the convention computes on the CPU
+        return self.model(self.convention.normalize(bgr.flip(1).cpu()).to(images.device))
+
+
+def for_dataset(model: nn.Module, mean_bgr: Sequence[float], convention: Any) -> nn.Module:
+    """``model`` itself if it reads the dataset's convention, else wrapped to read it."""
+    if convention == caffe_convention(tuple(mean_bgr[:3])):
+        return model
+    return ConventionAdapter(model, mean_bgr, convention)
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     """Autocast to ``dtype`` on ``device``'s type, or nothing when ``dtype`` is None."""
     if dtype is None:
@@ -83,10 +110,16 @@ def evaluation_loader(
 
 
 def format_table(metrics: dict[str, Any], class_names: Sequence[str]) -> str:
-    """The per-class IU and accuracy, then the four metrics, as a plain-text table."""
+    """The per-class IU and accuracy, then the four metrics, as a plain-text table.
+
+    Args:
+        metrics: :meth:`ConfusionMatrix.compute`'s dict, or a :func:`metrics_record`.
+        class_names: one name per class.
+    """
     width = max([len("class"), *(len(name) for name in class_names)])
     lines = [f"{'class':<{width}}  {'IU':>6}  {'acc':>6}"]
-    for name, iu, acc in zip(class_names, metrics["iu"], metrics["acc"], strict=True):
+    for index, name in enumerate(class_names):
+        iu, acc = (_per_class(metrics[key], index, name) for key in ("iu", "acc"))
         lines.append(f"{name:<{width}}  {_percent(iu)}  {_percent(acc)}")
     lines.append("")
     for key in METRIC_NAMES:
@@ -94,8 +127,15 @@ def format_table(metrics: dict[str, Any], class_names: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _percent(value: float) -> str:
-    return f"{'n/a':>6}" if math.isnan(value) else f"{100 * value:6.2f}"
+def _per_class(values: Sequence[float] | dict[str, float | None], index: int, name: str) -> float:
+    value = values[name] if isinstance(values, dict) else values[index]
+    return math.nan if value is None else value
+
+
+def _percent(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return f"{'n/a':>6}"
+    return f"{100 * value:6.2f}"
 
 
 def metrics_record(metrics: dict[str, Any], class_names: Sequence[str]) -> dict[str, Any]:

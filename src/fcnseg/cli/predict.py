@@ -1,0 +1,63 @@
+"""``fcnseg predict``: label PNGs in the model's palette, and overlays, for image files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from fcnseg.data import colorize, overlay
+from fcnseg.errors import FcnsegError
+from fcnseg.inference import PRECISIONS, Predictor
+from fcnseg.io.convention import InputConvention
+from fcnseg.pretrained import load_pretrained
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Adds ``fcnseg predict`` to the dispatcher."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment image files",
+        description="Segment image files: OUT/<name>.png holds the class indices drawn in the "
+        "model's palette, OUT/<name>_overlay.png the colours over the image.",
+    )
+    parser.add_argument("images", nargs="+", type=Path, help="image files")
+    parser.add_argument("--model", required=True, help="checkpoint path or shipped model name")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    parser.add_argument("--tile", type=int, help="run images larger than this in tiles")
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as H x W x 3 uint8 RGB."""
+    if not path.is_file():
+        raise FcnsegError(f"{path}: no such image file")
+    try:
+        with Image.open(path) as image:
+            return np.array(image.convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise FcnsegError(f"{path}: cannot read image ({error})") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Segments every image and writes its label PNG and overlay."""
+    model, metadata = load_pretrained(args.model)
+    convention = InputConvention.from_dict(metadata["input_convention"])
+    palette = [tuple(colour) for colour in metadata["palette"]]
+    pixels = [read_rgb(path) for path in args.images]  # every file is checked before any work
+    predictor = Predictor(model, precision=args.precision, tile=args.tile)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path, rgb in zip(args.images, pixels, strict=True):
+        batch = torch.from_numpy(rgb).permute(2, 0, 1)[None]  # 1×3×H×W RGB 0-255
+        (label,) = predictor.predict([convention.normalize(batch)[0]])
+        colorize(label, palette).save(args.out / f"{path.stem}.png")
+        overlay(rgb, label, palette, args.alpha).save(args.out / f"{path.stem}_overlay.png")
+    print(f"wrote {2 * len(args.images)} images to {args.out}")
+    return 0

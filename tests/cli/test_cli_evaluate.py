@@ -1,0 +1,95 @@
+"""``fcnseg eval``: metrics.json and the table, and the errors a user can cause."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import one_error_line
+from PIL import Image
+
+from fcnseg.cli import main
+from fcnseg.data import build_dataset
+from fcnseg.data.synthetic import SYNTHETIC_CLASSES
+from fcnseg.evaluate import evaluate, evaluation_loader
+from fcnseg.evaluate.evaluate import for_dataset
+from fcnseg.io.convention import InputConvention
+from fcnseg.pretrained import load_pretrained
+
+
+def eval_args(checkpoint: Path, root: Path, out: Path) -> list[str]:
+    return [
+        "eval",
+        "--model",
+        str(checkpoint),
+        "--dataset",
+        "folder",
+        "--root",
+        str(root),
+        "--split",
+        "val",
+        "--out",
+        str(out),
+    ]
+
+
+def test_eval_writes_the_four_metrics_and_prints_per_class_iu(
+    checkpoint: Path, folder_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(eval_args(checkpoint, folder_dataset, tmp_path / "out")) == 0
+    record = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    for key in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
+        assert 0 <= record[key] <= 1
+    assert list(record["iu"]) == list(SYNTHETIC_CLASSES)
+
+    # the same numbers as the library computes them
+    dataset = build_dataset("folder", folder_dataset, "val")
+    model, metadata = load_pretrained(checkpoint)
+    convention = InputConvention.from_dict(metadata["input_convention"])
+    net = for_dataset(model, dataset.info.mean_bgr, convention)
+    expected = evaluate(net, evaluation_loader(dataset), 6)
+    assert record["mean_iu"] == pytest.approx(expected["mean_iu"])
+    assert record["pixel_acc"] == pytest.approx(expected["pixel_acc"])
+
+    printed = capsys.readouterr().out
+    for name in SYNTHETIC_CLASSES:
+        assert name in printed
+    assert "mean_iu" in printed
+
+
+def test_label_value_beyond_the_classes_is_one_line_naming_the_file(
+    checkpoint: Path, folder_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    mask = folder_dataset / "masks" / "val" / "img1.png"
+    label = np.asarray(Image.open(mask)).copy()
+    label[5, 5] = 9
+    Image.fromarray(label).save(mask)
+    assert main(eval_args(checkpoint, folder_dataset, tmp_path / "out")) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert str(mask) in line and "label value 9" in line
+
+
+def test_image_and_label_of_different_sizes_is_one_line(
+    checkpoint: Path, folder_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    mask = folder_dataset / "masks" / "val" / "img2.png"
+    Image.open(mask).crop((0, 0, 30, 40)).save(mask)
+    assert main(eval_args(checkpoint, folder_dataset, tmp_path / "out")) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert str(mask) in line
+
+
+def test_missing_model_and_other_class_count_are_one_line(
+    checkpoint: Path, folder_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    missing = tmp_path / "nothing.safetensors"
+    assert main(eval_args(missing, folder_dataset, tmp_path / "out")) == 1
+    assert str(missing) in one_error_line(capsys.readouterr().err)
+
+    (folder_dataset / "classes.txt").write_text("background\nthing\nother\n")
+    assert main(eval_args(checkpoint, folder_dataset, tmp_path / "out")) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert str(checkpoint) in line and "6 classes, expected 3" in line
+    assert not (tmp_path / "out" / "metrics.json").exists()

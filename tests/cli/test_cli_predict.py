@@ -1,0 +1,55 @@
+"""``fcnseg predict``: palette label PNGs and overlays, and unreadable inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import one_error_line
+from PIL import Image
+
+from fcnseg.cli import main
+from fcnseg.data import preprocess
+from fcnseg.data.synthetic import SYNTHETIC_INFO
+from fcnseg.pretrained import load_pretrained
+
+
+def test_predict_writes_palette_labels_and_overlays(
+    checkpoint: Path, folder_dataset: Path, tmp_path: Path
+) -> None:
+    images = sorted((folder_dataset / "images" / "val").glob("*.png"))[:2]
+    out = tmp_path / "pred"
+    assert main(["predict", *map(str, images), "--model", str(checkpoint), "--out", str(out)]) == 0
+    model, _ = load_pretrained(checkpoint)
+    model.eval()
+    for path in images:
+        label = Image.open(out / f"{path.stem}.png")
+        assert label.mode == "P"
+        palette = np.asarray(label.getpalette()[: 3 * 6]).reshape(6, 3)
+        assert palette.tolist() == [list(c) for c in SYNTHETIC_INFO.palette]
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        with torch.no_grad():  # the checkpoint's own convention: BGR minus its mean
+            expected = model(preprocess(rgb, SYNTHETIC_INFO.mean_bgr)[None]).argmax(1)[0]
+        assert np.array_equal(np.asarray(label), expected.numpy())
+        blended = Image.open(out / f"{path.stem}_overlay.png")
+        assert blended.mode == "RGB" and blended.size == label.size
+
+
+def test_missing_image_is_one_line_and_writes_nothing(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    missing = tmp_path / "no-such.jpg"
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    for bad in (missing, broken):
+        code = main(["predict", str(bad), "--model", str(checkpoint), "--out", str(tmp_path / "o")])
+        assert code == 1
+        assert str(bad) in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_model_name_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["predict", "x.png", "--model", "no-such-model", "--out", str(tmp_path)]) == 1
+    assert "no-such-model" in one_error_line(capsys.readouterr().err)

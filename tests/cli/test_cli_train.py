@@ -1,0 +1,91 @@
+"""``fcnseg train``: a recipe with flags over it, resuming, and a user's mistakes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cli_helpers import one_error_line
+
+from fcnseg.cli import main
+from fcnseg.train import load_checkpoint
+from fcnseg.train.log import read_log
+
+TINY = ["--width", "0.0625", "--fc-width", "16", "--batch-size", "2", "--no-progress"]
+
+
+def test_train_then_resume_from_the_command_line(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "synthetic", "--recipe", "scratch", "--out", str(out), *TINY]
+    assert main([*args, "--max-iter", "2", "--eval-every", "2", "--jitter", "8"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["backbone"] == {"width": 0.0625, "fc_width": 16, "batch_norm": True}
+    assert config["jitter"] == 8 and config["recipe"] == "scratch" and config["lr_policy"] == "poly"
+    metadata = load_checkpoint(out / "last")[1]
+    assert metadata["iteration"] == 2 and metadata["metrics"]["mean_iu"] is not None
+
+    assert main(["train", "--resume", "--out", str(out), "--max-iter", "3", "--no-progress"]) == 0
+    assert load_checkpoint(out / "last")[1]["iteration"] == 3
+    assert [e["iteration"] for e in read_log(out) if "loss" in e] == [1, 2, 3]
+
+
+def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    missing = tmp_path / "VOCdevkit"
+    args = ["train", "--dataset", "voc", "--root", str(missing), "--out", str(tmp_path / "r")]
+    assert main(args) == 1
+    assert str(missing) in one_error_line(capsys.readouterr().err)
+
+    assert main(["train", "--resume", "--out", str(tmp_path / "empty")]) == 1
+    assert "nothing to resume" in one_error_line(capsys.readouterr().err)
+
+    args = [
+        "train",
+        "--dataset",
+        "synthetic",
+        "--out",
+        str(tmp_path / "w"),
+        "--class-weights",
+        "1,2",
+        *TINY,
+    ]
+    assert main(args) == 1
+    assert "2 class weights given for 6 classes" in one_error_line(capsys.readouterr().err)
+
+
+def test_recipe_values_reach_the_config(tmp_path: Path) -> None:
+    from fcnseg.cli import build_parser
+    from fcnseg.cli.train import config_from_args
+
+    parser = build_parser()
+    heavy = config_from_args(
+        parser.parse_args(
+            ["train", "--dataset", "voc", "--root", ".", "--out", "x", "--model", "fcn16s-vgg16"]
+        )
+    )
+    assert (heavy.lr, heavy.momentum, heavy.batch_size, heavy.loss_normalize) == (
+        1e-12,
+        0.99,
+        1,
+        "sum",
+    )
+    sampled = config_from_args(
+        parser.parse_args(
+            [
+                "train",
+                "--dataset",
+                "voc",
+                "--root",
+                ".",
+                "--out",
+                "x",
+                "--loss-sampling",
+                "0.5",
+                "--class-weights",
+                "median",
+                "--no-val",
+            ]
+        )
+    )
+    assert sampled.loss_sampling == 0.5 and sampled.accumulation == 2
+    assert sampled.median_frequency and sampled.val_split is None
