@@ -2,7 +2,7 @@
 
 Generated on the fly from a seed, so the demo needs no download and every run sees the same
 images. Each class has its own colour family and shape: discs, squares and triangles from
-a few pixels to half the image, and rings and bars 5 to 10 pixels wide, whose outlines an
+a tenth to half the image, and rings and bars 5 to 10 pixels wide, whose outlines an
 FCN-32s blurs away and the skips of FCN-8s recover (section 4.2). The background is a grey
 texture of random gratings and noise, so that no single pixel value gives the class away.
 """
@@ -22,7 +22,7 @@ from .convention import DatasetInfo, bitmap_palette
 SYNTHETIC = "synthetic"
 SYNTHETIC_CLASSES = ("background", "disc", "square", "triangle", "ring", "bar")
 # The mean of the generated images, B, G, R (measured over the training split).
-SYNTHETIC_MEAN_BGR = (116.0, 119.0, 124.0)
+SYNTHETIC_MEAN_BGR = (116.0, 121.0, 128.0)
 SYNTHETIC_INFO = DatasetInfo(
     name=SYNTHETIC,
     class_names=SYNTHETIC_CLASSES,
@@ -32,7 +32,7 @@ SYNTHETIC_INFO = DatasetInfo(
 # Hue (0-1) at the centre of each object class's colour family.
 _HUES = {"disc": 0.0, "square": 0.33, "triangle": 0.62, "ring": 0.15, "bar": 0.8}
 # Images per split, and the seed offset that keeps the splits apart.
-SPLITS = {"train": (1000, 0), "val": (64, 1), "test": (64, 2)}
+SPLITS = {"train": (2000, 0), "val": (100, 1), "test": (100, 2)}
 
 
 class SyntheticShapes(Dataset):
@@ -55,7 +55,7 @@ class SyntheticShapes(Dataset):
         self,
         num_images: int,
         *,
-        size: int = 96,
+        size: int = 64,
         seed: int = 0,
         min_objects: int = 2,
         max_objects: int = 5,
@@ -98,8 +98,8 @@ class SyntheticShapes(Dataset):
         return np.clip(rgb + noise, 0, 255).astype(np.uint8), label
 
 
-def synthetic_dataset(split: str, *, seed: int = 0, size: int = 96) -> SyntheticShapes:
-    """The ``train`` (1000 images), ``val`` or ``test`` (64 each) split."""
+def synthetic_dataset(split: str, *, seed: int = 0, size: int = 64) -> SyntheticShapes:
+    """The ``train`` (2000 images), ``val`` or ``test`` (100 each) split of the demo's data."""
     if split not in SPLITS:
         raise FcnsegError(f"synthetic split '{split}' unknown; choose one of {', '.join(SPLITS)}")
     num_images, offset = SPLITS[split]
@@ -139,7 +139,7 @@ def _shape(
     angle = rng.uniform(0, 2 * math.pi)
     u = (x - cx) * math.cos(angle) + (y - cy) * math.sin(angle)
     v = -(x - cx) * math.sin(angle) + (y - cy) * math.cos(angle)
-    radius = rng.uniform(0.06, 0.3) * size
+    radius = rng.uniform(0.1, 0.3) * size
     if name == "disc":
         return u**2 + v**2 <= radius**2
     if name == "square":

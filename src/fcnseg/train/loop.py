@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,8 +153,7 @@ def train_steps(
     net: nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
-    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
-    pass_seeds: Iterator[int],
+    passes: Iterator[tuple[torch.Tensor, torch.Tensor, int]],
     config: TrainConfig,
     settings: StepSettings,
     context: distributed.Context,
@@ -175,9 +174,11 @@ def train_steps(
             config.lr, config.lr_policy, state.iteration, config.max_iter, config.poly_power
         )
         set_learning_rate(optimizer, lr)
-        passes = [(*next(batches), next(pass_seeds)) for _ in range(config.accumulation)]
+        step_passes = [next(passes) for _ in range(config.accumulation)]
         try:
-            loss, stop = train_step(net, optimizer, scaler, passes, settings, context, interrupt)
+            loss, stop = train_step(
+                net, optimizer, scaler, step_passes, settings, context, interrupt
+            )
         except DivergedError as error:
             raise DivergedError(f"{error} at iteration {state.iteration + 1}") from None
         state.iteration += 1
@@ -313,17 +314,7 @@ def fit(
         info.ignore_index,
         context.distributed,
     )
-    loader, sampler = training_loader(
-        train_set,
-        config,
-        start_step=state.iteration,
-        rank=context.rank,
-        world_size=context.world_size,
-        ignore_index=info.ignore_index,
-        pin_memory=context.device.type == "cuda",
-    )
-    batches = iter(loader)
-    pass_seeds = _pass_seeds(config, sampler.pass_number, state.iteration)
+    passes = _passes(train_set, config, context, state.iteration, info.ignore_index)
     log = RunLog(
         out,
         start=state.iteration,
@@ -340,8 +331,7 @@ def fit(
                     net,
                     optimizer,
                     scaler,
-                    batches,
-                    pass_seeds,
+                    passes,
                     config,
                     settings,
                     context,
@@ -356,20 +346,7 @@ def fit(
                     raise KeyboardInterrupt
                 record = None
                 if val_set is not None:
-                    metrics = evaluate(
-                        model,
-                        evaluation_loader(
-                            val_set,
-                            batch_size=config.batch_size,
-                            rank=context.rank,
-                            world_size=context.world_size,
-                        ),
-                        info.num_classes,
-                        ignore_index=info.ignore_index,
-                        device=context.device,
-                        amp_dtype=amp_dtype,
-                    )
-                    record = metrics_record(metrics, info.class_names)
+                    record = evaluate_held_out(model, val_set, config, context, amp_dtype)
                     log.evaluation(state.iteration, record)
                 checkpoint(out, model, optimizer, scaler, metadata, state, record, context)
     except DivergedError as error:
@@ -378,7 +355,7 @@ def fit(
         raise DivergedError(f"{error}; stopped ({kept})") from None
     finally:
         log.close()
-        del batches
+        passes.close()  # stops the DataLoader's workers
     return FitResult(model, record, state.iteration)
 
 
@@ -390,12 +367,54 @@ def steps_to_evaluation(config: TrainConfig, iteration: int) -> int:
     return min(config.eval_every - iteration % config.eval_every, to_end)
 
 
-def _pass_seeds(config: TrainConfig, pass_number: Any, start: int) -> Iterator[int]:
+def _passes(
+    dataset: Dataset,
+    config: TrainConfig,
+    context: distributed.Context,
+    start: int,
+    ignore_index: int,
+) -> Generator[tuple[torch.Tensor, torch.Tensor, int], None, None]:
+    """This process's forward passes from step ``start`` on: images, labels and the seed of
+    the pass's own random draws (dropout, loss sampling)."""
+    loader, sampler = training_loader(
+        dataset,
+        config,
+        start_step=start,
+        rank=context.rank,
+        world_size=context.world_size,
+        ignore_index=ignore_index,
+        pin_memory=context.device.type == "cuda",
+    )
+    batches = iter(loader)
     step = start
     while True:
         for forward_pass in range(config.accumulation):
-            yield derive_seed(config.seed, "pass", pass_number(step, forward_pass))
+            seed = derive_seed(config.seed, "pass", sampler.pass_number(step, forward_pass))
+            yield (*next(batches), seed)
         step += 1
+
+
+def evaluate_held_out(
+    model: nn.Module,
+    dataset: Dataset,
+    config: TrainConfig,
+    context: distributed.Context,
+    amp_dtype: torch.dtype | None,
+) -> dict[str, Any]:
+    """The model's metrics on the held-out set, each process scoring its share."""
+    info = dataset.info  # type: ignore[attr-defined]
+    loader = evaluation_loader(
+        dataset, batch_size=config.batch_size, rank=context.rank, world_size=context.world_size
+    )
+    metrics = evaluate(
+        model,
+        loader,
+        info.num_classes,
+        ignore_index=info.ignore_index,
+        device=context.device,
+        amp_dtype=amp_dtype,
+    )
+    return metrics_record(metrics, info.class_names)
 
 
 def checkpoint(
