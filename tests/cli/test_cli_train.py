@@ -89,3 +89,26 @@ def test_recipe_values_reach_the_config(tmp_path: Path) -> None:
     )
     assert sampled.loss_sampling == 0.5 and sampled.accumulation == 2
     assert sampled.median_frequency and sampled.val_split is None
+
+
+def test_held_out_dataset_must_match_the_training_one(
+    folder_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # the folder dataset has the synthetic classes but the ILSVRC mean
+    args = [
+        "train",
+        "--dataset",
+        "synthetic",
+        "--val-dataset",
+        "folder",
+        "--val-root",
+        str(folder_dataset),
+        "--out",
+        str(tmp_path / "r"),
+        "--max-iter",
+        "1",
+        *TINY,
+    ]
+    assert main(args) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert str(folder_dataset) in line and "classes or mean" in line

@@ -25,6 +25,8 @@ _FIELDS = (
     "root",
     "train_split",
     "val_split",
+    "val_dataset",
+    "val_root",
     "optimizer",
     "lr",
     "lr_policy",
@@ -69,6 +71,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--init", help="starting weights: checkpoint, shipped name, converted")
     parser.add_argument("--train-split")
     parser.add_argument("--val-split")
+    parser.add_argument("--val-dataset", help="held-out dataset, if not --dataset")
+    parser.add_argument("--val-root", help="its folder, if not --root")
     parser.add_argument("--no-val", action="store_true", help="train without evaluating")
     parser.add_argument("--optimizer", choices=("sgd", "adam"))
     parser.add_argument("--lr", type=float)

@@ -16,15 +16,27 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     """The training split and the held-out split (None without one), unaugmented.
 
     ``"synthetic"`` is the demo's generated data (``fcnseg.data.synthetic``), which needs no
-    folder; every other name is read from ``config.root`` by ``fcnseg.data.build_dataset``.
+    folder; every other name is read from its folder by ``fcnseg.data.build_dataset``.
     """
-    if config.dataset == SYNTHETIC:
-        train = synthetic_dataset(config.train_split, seed=config.seed)
-        val = synthetic_dataset(config.val_split, seed=config.seed) if config.val_split else None
-        return train, val
-    train = build_dataset(config.dataset, config.root, config.train_split)
-    val = build_dataset(config.dataset, config.root, config.val_split) if config.val_split else None
+    train = _dataset(config.dataset, config.root, config.train_split, config.seed)
+    if config.val_split is None:
+        return train, None
+    val_dataset = config.val_dataset or config.dataset
+    val_root = config.val_root or config.root
+    val = _dataset(val_dataset, val_root, config.val_split, config.seed)
+    train_info, val_info = train.info, val.info  # type: ignore[attr-defined]
+    if (val_info.class_names, val_info.mean_bgr) != (train_info.class_names, train_info.mean_bgr):
+        raise FcnsegError(
+            f"{val_root}: held-out dataset '{val_dataset}' differs from '{config.dataset}' in "
+            "its classes or mean; the model would be scored on other input than it learnt"
+        )
     return train, val
+
+
+def _dataset(name: str, root: str, split: str, seed: int) -> Dataset:
+    if name == SYNTHETIC:
+        return synthetic_dataset(split, seed=seed)
+    return build_dataset(name, root, split)
 
 
 def class_weights_for(

@@ -52,6 +52,9 @@ class TrainConfig:
         root: the dataset's folder.
         train_split: the split trained on.
         val_split: the held-out split evaluated every ``eval_every`` iterations; None for none.
+        val_dataset: the held-out split's dataset when it is another one (the reference trains
+            on SBD ``train_noval`` and validates on VOC2011 ``seg11valid``); None: ``dataset``.
+        val_root: that dataset's folder; None: ``root``.
         recipe: the recipe these values started from.
         optimizer: ``"sgd"`` (with momentum, the paper) or ``"adam"``.
         lr: the base learning rate; biases get twice it.
@@ -90,6 +93,8 @@ class TrainConfig:
     root: str = "."
     train_split: str = "train"
     val_split: str | None = "val"
+    val_dataset: str | None = None
+    val_root: str | None = None
     recipe: str = "heavy"
     optimizer: str = "sgd"
     lr: float = 1e-10
