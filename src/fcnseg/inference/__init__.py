@@ -1,1 +1,36 @@
+"""Running a trained FCN: the fast path, the predictor, dense-output tricks, export, timing."""
 
+from fcnseg.inference.dense import rarefied_filter, rarefy, shift_and_stitch, total_stride
+from fcnseg.inference.export import FORMATS, export_onnx, export_torchscript, run_onnx
+from fcnseg.inference.optimize import (
+    PRECISIONS,
+    TOLERANCE,
+    InferenceModel,
+    available_precisions,
+    optimize_for_inference,
+    resolve_precision,
+)
+from fcnseg.inference.predictor import Predictor
+from fcnseg.inference.tiling import Span, tile_alignment, tile_margin, tile_spans
+
+__all__ = [
+    "FORMATS",
+    "PRECISIONS",
+    "TOLERANCE",
+    "InferenceModel",
+    "Predictor",
+    "Span",
+    "available_precisions",
+    "export_onnx",
+    "export_torchscript",
+    "optimize_for_inference",
+    "rarefied_filter",
+    "rarefy",
+    "resolve_precision",
+    "run_onnx",
+    "shift_and_stitch",
+    "tile_alignment",
+    "tile_margin",
+    "tile_spans",
+    "total_stride",
+]

@@ -1,0 +1,111 @@
+"""``fcnseg export``: a model to ONNX (dynamic height and width) or TorchScript."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fcnseg.errors import FcnsegError
+from fcnseg.models import list_models
+from fcnseg.models.fcn import GEOMETRIES
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``MODEL`` (a checkpoint, a shipped model, or an architecture with random weights)."""
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        help="checkpoint file or run folder, shipped model name, or an architecture name "
+        f"for random weights ({', '.join(list_models())})",
+    )
+    parser.add_argument(
+        "--num-classes", type=int, default=21, help="classes of an architecture (default 21)"
+    )
+    parser.add_argument(
+        "--geometry", choices=GEOMETRIES, default="caffe", help="of an architecture"
+    )
+
+
+def load_model(args: argparse.Namespace) -> nn.Module:
+    """The model ``args.model`` names: an architecture is built, anything else loaded."""
+    if args.model in list_models():
+        from fcnseg.models import build_model
+
+        return build_model(args.model, args.num_classes, args.geometry).eval()
+    from fcnseg.pretrained import load_pretrained
+
+    model, _ = load_pretrained(args.model)
+    return model.eval()
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Registers ``fcnseg export``."""
+    from fcnseg.inference.export import FORMATS
+
+    parser = subparsers.add_parser(
+        "export",
+        help="export a model to ONNX or TorchScript",
+        description="Export a model to ONNX (dynamic batch, height and width; needs "
+        "pip install 'fcnseg[onnx]') or to TorchScript (traced; runs at any size).",
+    )
+    add_model_arguments(parser)
+    parser.add_argument("--format", choices=FORMATS, default="onnx")
+    parser.add_argument("--out", type=Path, required=True, help="file to write")
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=(224, 224),
+        metavar=("H", "W"),
+        help="input size to trace with (default 224 224); the export runs at any size",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="run the export at another size and print its relative error against PyTorch",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exports, optionally checks, and prints what was written."""
+    from fcnseg.inference.bench import input_channels
+    from fcnseg.inference.export import (
+        export_onnx,
+        export_torchscript,
+        relative_error,
+        run_onnx,
+    )
+
+    model = load_model(args)
+    channels = input_channels(model)
+    height, width = args.size
+    if height < 1 or width < 1:
+        raise FcnsegError(f"--size {height} {width}: expected positive sizes")
+    example = torch.randn(1, channels, height, width)
+    if not args.out.parent.is_dir():
+        raise FcnsegError(f"{args.out.parent}: no such folder for --out")
+    if args.format == "onnx":
+        export_onnx(model, args.out, example=example)
+    else:
+        export_torchscript(model, args.out, example=example)
+    print(f"wrote {args.out} ({args.format}, traced at {height}x{width}, any size runs)")
+    if args.check:
+        # A size the trace never saw, and a batch of two.
+        x = 50 * torch.randn(2, channels, height + 37, width + 21)
+        with torch.no_grad():
+            reference = model(x)
+        references = list(reference.values()) if isinstance(reference, dict) else [reference]
+        if args.format == "onnx":
+            results = run_onnx(args.out, x)
+        else:
+            exported = torch.jit.load(str(args.out))
+            with torch.no_grad():
+                out = exported(x)
+            results = list(out) if isinstance(out, tuple) else [out]
+        error = max(relative_error(r, ref) for r, ref in zip(results, references, strict=True))
+        print(f"check at 2x{channels}x{height + 37}x{width + 21}: relative error {error:.2e}")
+    return 0

@@ -1,0 +1,287 @@
+"""Timing, FLOP counting and memory measurement shared by ``fcnseg bench`` and ``benchmarks/``.
+
+FLOPs follow the ``2 x multiply-accumulates`` convention of
+``torch.utils.flop_counter.FlopCounterMode`` and are counted on the plain model: that is the
+work the function needs, whichever way a faster path computes it. A rate is set against the
+machine's own GEMM rate in the same precision, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from fcnseg.inference.optimize import DTYPES, optimize_for_inference, resolve_precision
+
+# "eager" is the plain model, fp32, as built: the baseline every speed-up is measured against.
+PATHS = ("eager", "fp32", "bf16", "fp16", "auto")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per call: the best and the median of the timed repeats."""
+
+    best: float
+    median: float
+    repeats: int
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One configuration's numbers, as printed in a table and written to JSON."""
+
+    path: str
+    batch: int
+    height: int
+    width: int
+    gflop: float
+    seconds: float
+    seconds_per_image: float
+    gflops: float
+    gemm_gflops: float
+    gemm_share: float
+    peak_memory_mb: float | None
+
+    def as_dict(self) -> dict[str, object]:
+        """The fields, for ``json.dump``."""
+        return asdict(self)
+
+
+def time_call(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) -> Timing:
+    """Times ``fn`` ``repeats`` times after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return Timing(min(times), statistics.median(times), repeats)
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs (2 x MACs) of the convolutions and matrix products ``fn`` runs."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def gemm_rate(dtype: torch.dtype, *, size: int = 2048, repeats: int = 5) -> float:
+    """The machine's square-GEMM rate in ``dtype``, FLOP/s (best of ``repeats``)."""
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    timing = time_call(lambda: torch.mm(a, b), repeats=repeats, warmup=2)
+    return 2 * size**3 / timing.best
+
+
+@contextmanager
+def peak_memory() -> Iterator[dict[str, float | None]]:
+    """Peak resident memory above the level at entry, in MB, sampled every millisecond.
+
+    Yields a dict whose ``"mb"`` is filled on exit (``None`` where ``/proc`` is absent).
+    """
+    result: dict[str, float | None] = {"mb": None}
+    if not os.path.exists("/proc/self/statm"):
+        yield result
+        return
+    gc.collect()
+    _trim_heap()
+    baseline = _resident_bytes()
+    peak = [baseline]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _resident_bytes())
+            stop.wait(0.001)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield result
+    finally:
+        stop.set()
+        sampler.join()
+        peak[0] = max(peak[0], _resident_bytes())
+        result["mb"] = (peak[0] - baseline) / 2**20
+
+
+def benchmark_inference(
+    model: nn.Module,
+    path: str,
+    *,
+    height: int = 500,
+    width: int = 500,
+    batch: int = 1,
+    repeats: int = 3,
+    gemm: dict[torch.dtype, float] | None = None,
+) -> Measurement:
+    """Times one forward pass of ``model`` on an N x C x H x W image batch along ``path``.
+
+    Args:
+        model: the plain model (fp32, CPU); it is not modified.
+        path: ``eager`` (the model as it is) or a precision for
+            :func:`~fcnseg.inference.optimize_for_inference`.
+        height: input height.
+        width: input width.
+        batch: images per pass.
+        repeats: timed passes (the best counts).
+        gemm: GEMM rates by dtype already measured in this run; measured if absent.
+    """
+    model = model.eval()
+    x = _example(model, batch, height, width)
+    with torch.no_grad():
+        flops = count_flops(lambda: model(x))
+    if path == "eager":
+        run, dtype = model, torch.float32
+    else:
+        run = optimize_for_inference(model, path)
+        dtype = run.dtype
+
+    def forward() -> None:
+        with torch.no_grad():
+            run(x)
+
+    with peak_memory() as memory:
+        forward()
+    timing = time_call(forward, repeats=repeats, warmup=0)
+    label = "eager" if path == "eager" else run.precision
+    return _measurement(label, x, flops, timing.best, memory["mb"], dtype, gemm)
+
+
+def benchmark_training_step(
+    model: nn.Module,
+    path: str,
+    *,
+    height: int = 500,
+    width: int = 500,
+    batch: int = 1,
+    repeats: int = 2,
+    gemm: dict[torch.dtype, float] | None = None,
+) -> Measurement:
+    """Times one forward and backward pass (pixelwise softmax loss) of ``model``.
+
+    ``path``: ``eager`` (fp32, as built), ``fp32`` (channels-last) or ``bf16``/``fp16``
+    (channels-last under autocast, the way a training loop would use them).
+    """
+    model = model.train()
+    precision = "fp32" if path == "eager" else resolve_precision(path)
+    dtype = DTYPES[precision]
+    x = _example(model, batch, height, width)
+    num_classes = _num_classes(model)
+    target = torch.randint(0, num_classes, (batch, height, width))
+    memory_format = torch.contiguous_format if path == "eager" else torch.channels_last
+    model = model.to(memory_format=memory_format)
+    x = x.contiguous(memory_format=memory_format)
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            scores = model(x)
+            if isinstance(scores, dict):
+                scores = next(iter(scores.values()))
+        F.cross_entropy(scores.float(), target).backward()
+
+    flops = count_flops(step)
+    with peak_memory() as memory:
+        step()
+    timing = time_call(step, repeats=repeats, warmup=0)
+    model.to(memory_format=torch.contiguous_format).zero_grad(set_to_none=True)
+    label = "eager" if path == "eager" else precision
+    return _measurement(label, x, flops, timing.best, memory["mb"], dtype, gemm)
+
+
+def format_table(rows: list[Measurement], *, baseline: Measurement | None = None) -> str:
+    """A fixed-width table of ``rows``; speed-ups are against ``baseline`` when given."""
+    header = (
+        f"{'path':<8}{'input':>16}{'GFLOP':>9}{'s/image':>10}{'GFLOP/s':>10}"
+        f"{'GEMM GFLOP/s':>14}{'of GEMM':>9}{'speed-up':>10}{'peak MB':>9}"
+    )
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        speedup = (
+            "" if baseline is None else f"{baseline.seconds_per_image / row.seconds_per_image:.2f}x"
+        )
+        memory = "" if row.peak_memory_mb is None else f"{row.peak_memory_mb:.0f}"
+        lines.append(
+            f"{row.path:<8}{f'{row.batch}x{row.height}x{row.width}':>16}{row.gflop:>9.1f}"
+            f"{row.seconds_per_image:>10.3f}{row.gflops:>10.0f}{row.gemm_gflops:>14.0f}"
+            f"{row.gemm_share:>9.0%}{speedup:>10}{memory:>9}"
+        )
+    return "\n".join(lines)
+
+
+def _measurement(
+    path: str,
+    x: torch.Tensor,
+    flops: int,
+    seconds: float,
+    memory_mb: float | None,
+    dtype: torch.dtype,
+    gemm: dict[torch.dtype, float] | None,
+) -> Measurement:
+    if gemm is None:
+        gemm = {}
+    if dtype not in gemm:
+        gemm[dtype] = gemm_rate(dtype)
+    rate = flops / seconds
+    batch, _, height, width = x.shape
+    return Measurement(
+        path=path,
+        batch=batch,
+        height=height,
+        width=width,
+        gflop=flops / 1e9,
+        seconds=seconds,
+        seconds_per_image=seconds / batch,
+        gflops=rate / 1e9,
+        gemm_gflops=gemm[dtype] / 1e9,
+        gemm_share=rate / gemm[dtype],
+        peak_memory_mb=memory_mb,
+    )
+
+
+def _example(model: nn.Module, batch: int, height: int, width: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    # a mean-subtracted 0-255 image has values of tens
+    return 50 * torch.randn(batch, input_channels(model), height, width, generator=generator)
+
+
+def input_channels(model: nn.Module) -> int:
+    """Channels of ``model``'s input (a late-fusion net's streams' inputs stacked)."""
+    streams = getattr(model, "in_channels", None)
+    if isinstance(streams, dict):
+        return sum(streams.values())
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.in_channels
+    raise ValueError(f"{type(model).__name__} has no convolution")
+
+
+def _num_classes(model: nn.Module) -> int:
+    classes = model.num_classes
+    return next(iter(classes.values())) if isinstance(classes, dict) else int(classes)
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _trim_heap() -> None:
+    # Freed tensors stay resident in glibc's heap until trimmed; trimming first makes the
+    # baseline the memory in use, not the memory once used.
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -1,0 +1,377 @@
+"""The same function, faster: ``optimize_for_inference`` (issue 6).
+
+An FCN spends its time in convolutions (section 3.1: the whole image at once, every window's
+work shared). On a CPU the library's convolutions run through oneDNN, which is fastest when
+
+- activations are channels-last (NHWC), so no layout conversion happens between layers;
+- weights are packed once into oneDNN's blocked layout instead of on every call;
+- the ReLU after a convolution runs inside it (a fused post-op) instead of as a second pass
+  over the map, and an eval-mode BatchNorm is folded into the convolution's weights;
+- the arithmetic is bfloat16 where the CPU has it (AVX512-BF16 / AMX tiles: several times
+  the fp32 rate), accumulating in fp32 inside the kernel.
+
+A backwards-strided convolution (section 3.3, ``upscore``) runs as ``s x s`` ordinary
+convolutions, one per output phase, interlaced by a pixel shuffle: the same sums, but on the
+fast convolution path (and class-wise for the fixed bilinear kernels, which never mix classes).
+On CUDA the net is cast to fp16/bf16 and channels-last; cuDNN does the rest.
+
+``torch.compile`` was measured and does not pay here: with freezing it was slower than the
+packed eager path on this net (see ``benchmarks/README.md``), and it recompiles per image size.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fcnseg.errors import FcnsegError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# Relative L2 error of the scores against fp32, and the share of pixels whose label differs,
+# that each precision stays within: measured on random-weight FCN-8s/VGG16 in both geometries
+# (benchmarks/inference.py prints the measured values; tests/inference hold every precision
+# to these bounds).
+TOLERANCE = {
+    "fp32": {"relative_l2": 1e-5, "label_disagreement": 1e-3},
+    "bf16": {"relative_l2": 2e-2, "label_disagreement": 5e-2},
+    "fp16": {"relative_l2": 3e-3, "label_disagreement": 1e-2},
+}
+
+
+def available_precisions(device: torch.device | str = "cpu") -> list[str]:
+    """The precisions this machine runs natively on ``device`` (fp32 always)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        precisions = ["fp32", "fp16"]
+        if torch.cuda.is_bf16_supported():
+            precisions.append("bf16")
+        return precisions
+    precisions = ["fp32"]
+    if _mkldnn_op_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        precisions.append("bf16")
+    if _mkldnn_op_available() and torch.ops.mkldnn._is_mkldnn_fp16_supported():
+        precisions.append("fp16")
+    return precisions
+
+
+def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
+    """``auto`` becomes the fastest precision ``device`` has; others are checked against it.
+
+    Raises:
+        FcnsegError: an unknown precision, or one the device does not run natively.
+    """
+    device = torch.device(device)
+    if precision not in PRECISIONS:
+        raise FcnsegError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
+    available = available_precisions(device)
+    if precision == "auto":
+        return "bf16" if "bf16" in available else "fp16" if "fp16" in available else "fp32"
+    if precision not in available:
+        raise FcnsegError(
+            f"precision '{precision}' is not supported natively on this {device.type} device; "
+            f"available: {', '.join(available)}"
+        )
+    return precision
+
+
+class InferenceModel(nn.Module):
+    """A model prepared by :func:`optimize_for_inference`: same input, same output, faster.
+
+    It takes what the original model takes (float32 N x C x H x W, any layout) and returns
+    what it returns (float32 N x K x H x W scores, or a dict of them), computed in
+    ``precision``. Inference only: no gradients flow through the packed weights.
+    """
+
+    def __init__(self, net: nn.Module, precision: str, device: torch.device) -> None:
+        super().__init__()
+        self.net = net
+        self.precision = precision
+        self.dtype = DTYPES[precision]
+        self.device = device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Scores of ``x``, computed in ``self.precision``, returned as float32 NCHW."""
+        with torch.no_grad():
+            x = x.to(self.device, self.dtype, memory_format=torch.channels_last)
+            scores = self.net(x)
+        if isinstance(scores, dict):
+            return {name: _as_fp32(score) for name, score in scores.items()}
+        return _as_fp32(scores)
+
+
+def optimize_for_inference(model: nn.Module, precision: str = "auto") -> InferenceModel:
+    """The same function as ``model`` in eval mode, faster.
+
+    The model is copied, not modified. Eval-mode BatchNorms are folded into the convolutions
+    before them; on a CPU with oneDNN, convolutions get packed weights and a fused ReLU, and
+    backwards-strided convolutions become per-phase convolutions; everything runs
+    channels-last in ``precision``.
+
+    Args:
+        model: any module of Conv2d/ConvTranspose2d/pooling/pointwise layers (an FCN, a
+            classifier, a late-fusion net); its layers keep their names.
+        precision: ``auto`` (bf16 where the device has it, else fp32), ``fp32``, ``bf16`` or
+            ``fp16``. The error each precision makes is bounded by :data:`TOLERANCE`.
+
+    Returns:
+        The optimized model; it takes and returns float32 tensors, like ``model``.
+
+    Raises:
+        FcnsegError: an unknown precision or one the device does not run natively.
+    """
+    device = _device_of(model)
+    precision = resolve_precision(precision, device)
+    dtype = DTYPES[precision]
+    net = copy.deepcopy(model).eval()
+    for chain in list(_layer_chains(net)):
+        _fuse_chain(net, chain)
+    if device.type == "cpu" and _mkldnn_op_available():
+        _pack_children(net, dtype)
+    net = net.to(dtype=dtype, memory_format=torch.channels_last)
+    for parameter in net.parameters():
+        parameter.requires_grad_(False)
+    return InferenceModel(net, precision, device)
+
+
+class PackedConv2d(nn.Module):
+    """A convolution with weights packed once for oneDNN and an optional fused ReLU."""
+
+    def __init__(self, conv: nn.Conv2d, dtype: torch.dtype, activation: str = "none") -> None:
+        super().__init__()
+        self.padding = list(conv.padding)
+        self.stride = list(conv.stride)
+        self.dilation = list(conv.dilation)
+        self.groups = conv.groups
+        self.activation = activation
+        self.in_channels = conv.in_channels
+        self.out_channels = conv.out_channels
+        weight = conv.weight.detach().to(dtype).contiguous(memory_format=torch.channels_last)
+        # The packed layout is chosen for a typical input (a 500x500 image's maps are about
+        # this size after the first pools); it stays correct for every input size.
+        example = [1, conv.in_channels, 64, 64]
+        self.packed_weight = torch._C._nn.mkldnn_reorder_conv2d_weight(
+            weight.to_mkldnn(), self.padding, self.stride, self.dilation, self.groups, example
+        )
+        bias = None if conv.bias is None else conv.bias.detach().to(dtype)
+        self.register_buffer("bias", bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._convolution_pointwise(
+            x,
+            self.packed_weight,
+            self.bias,
+            self.padding,
+            self.stride,
+            self.dilation,
+            self.groups,
+            self.activation,
+            [],
+            "",
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, stride={tuple(self.stride)}, "
+            f"padding={tuple(self.padding)}, dilation={tuple(self.dilation)}, "
+            f"groups={self.groups}, activation={self.activation}"
+        )
+
+
+class ConvRelu(nn.Module):
+    """A convolution followed by an in-place ReLU (the fusion where oneDNN is absent)."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu_(self.conv(x))
+
+
+class PhaseConvTranspose2d(nn.Module):
+    """A backwards-strided convolution computed as ``s x s`` ordinary convolutions.
+
+    Output pixel ``s*q + r`` of a stride-``s`` transposed convolution gathers input cells
+    ``q - t`` with weight ``w[s*t + r]``, ``t < ceil(k/s)``: for each phase ``r`` that is an
+    ordinary ``ceil(k/s)``-tap convolution with the flipped, subsampled kernel. The phases are
+    the output channels of one convolution, interlaced by ``pixel_shuffle``, then cropped by
+    the transposed convolution's padding. When the weight only maps each channel onto itself
+    (the bilinear kernels of ``fcnseg.models.upsample``), the convolution is depthwise.
+    """
+
+    def __init__(self, deconv: nn.ConvTranspose2d, dtype: torch.dtype) -> None:
+        super().__init__()
+        kernel, stride, padding = (
+            _square(v) for v in (deconv.kernel_size, deconv.stride, deconv.padding)
+        )
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+        taps = math.ceil(kernel / stride)
+        weight = deconv.weight.detach()  # C_in x C_out/groups x k x k
+        c_in, c_out = deconv.in_channels, deconv.out_channels
+        padded = F.pad(weight, (0, taps * stride - kernel, 0, taps * stride - kernel))
+        # (ci, co, t1, r1, t2, r2) -> (co, r1, r2, ci, t1, t2), taps flipped into correlation
+        phases = padded.reshape(c_in, -1, taps, stride, taps, stride).permute(1, 3, 5, 0, 2, 4)
+        phases = phases.flip(-1, -2)
+        if deconv.groups == 1 and _is_classwise(weight):
+            diagonal = torch.arange(c_in)
+            phases = phases[diagonal, :, :, diagonal].unsqueeze(3)  # C x s x s x 1 x T x T
+            groups = c_in
+        else:
+            groups = deconv.groups
+            if groups != 1:  # group g's outputs read only group g's inputs
+                phases = _grouped_phases(phases, groups)
+        conv = nn.Conv2d(
+            c_in, c_out * stride * stride, taps, padding=taps - 1, groups=groups, bias=False
+        )
+        with torch.no_grad():
+            conv.weight.copy_(phases.reshape(conv.weight.shape))
+        self.phase_conv = PackedConv2d(conv, dtype)
+        self.register_buffer("bias", None if deconv.bias is None else deconv.bias.detach())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        y = F.pixel_shuffle(self.phase_conv(x), self.stride)  # N×C×s(H+T-1)×s(W+T-1)
+        p = self.padding
+        out_height = self.stride * (height - 1) + self.kernel - 2 * p
+        out_width = self.stride * (width - 1) + self.kernel - 2 * p
+        y = y[:, :, p : p + out_height, p : p + out_width]
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, 1, 1)
+        return y
+
+
+def _grouped_phases(phases: torch.Tensor, groups: int) -> torch.Tensor:
+    # phases: (co_in_group, r1, r2, ci, T, T) with ci over all inputs of the group's block
+    c_out_group, s1, s2, c_in, taps, _ = phases.shape
+    c_in_group = c_in // groups
+    blocks = phases.reshape(c_out_group, s1, s2, groups, c_in_group, taps, taps)
+    # output channel order (g, co_in_group, r1, r2) reads inputs of group g only
+    return blocks.permute(3, 0, 1, 2, 4, 5, 6).reshape(-1, s1, s2, c_in_group, taps, taps)
+
+
+def _is_classwise(weight: torch.Tensor) -> bool:
+    if weight.shape[0] != weight.shape[1]:
+        return False
+    off_diagonal = ~torch.eye(weight.shape[0], dtype=torch.bool)
+    return bool((weight[off_diagonal] == 0).all())
+
+
+def _pack_children(module: nn.Module, dtype: torch.dtype) -> None:
+    for name, child in module.named_children():
+        if _packable(child):
+            module.add_module(name, _pack(child, dtype))
+        else:
+            _pack_children(child, dtype)
+
+
+def _packable(module: nn.Module) -> bool:
+    if isinstance(module, ConvRelu):
+        return _packable(module.conv)
+    if isinstance(module, nn.ConvTranspose2d):
+        return (
+            module.padding_mode == "zeros"
+            and not any(module.output_padding)
+            and module.dilation == (1, 1)
+            and _is_square(module.kernel_size)
+            and _is_square(module.stride)
+            and _is_square(module.padding)
+        )
+    return (
+        isinstance(module, nn.Conv2d)
+        and module.padding_mode == "zeros"
+        and not isinstance(module.padding, str)
+    )
+
+
+def _pack(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    if isinstance(module, nn.ConvTranspose2d):
+        return PhaseConvTranspose2d(module, dtype)
+    if isinstance(module, ConvRelu):
+        return PackedConv2d(module.conv, dtype, "relu")
+    assert isinstance(module, nn.Conv2d)
+    return PackedConv2d(module, dtype)
+
+
+def _layer_chains(net: nn.Module) -> Iterator[list[tuple[str, nn.Module, bool]]]:
+    """Runs of layers applied one after another: a trunk's named layers, a Sequential's."""
+    for prefix, module in net.named_modules():
+        names: list[str] = []
+        tapped: set[str] = set()
+        if isinstance(getattr(module, "trunk", None), list):
+            names = list(module.trunk)
+            taps = getattr(module, "taps", {})
+            tapped = {getattr(tap, "layer", tap) for tap in taps.values()}
+        elif isinstance(module, nn.Sequential):
+            names = [name for name, _ in module.named_children()]
+        if not names:
+            continue
+        chain = []
+        for name in names:
+            full = f"{prefix}.{name}" if prefix else name
+            # A tapped layer's output is read elsewhere: the chain may not fuse past it.
+            chain.append((full, module.get_submodule(name), name in tapped))
+        yield chain
+
+
+def _fuse_chain(net: nn.Module, chain: list[tuple[str, nn.Module, bool]]) -> None:
+    for i, (name, conv, tapped) in enumerate(chain):
+        if not isinstance(conv, nn.Conv2d) or tapped:
+            continue
+        following = chain[i + 1 : i + 3]
+        if following and isinstance(following[0][1], nn.BatchNorm2d):
+            bn_name, bn, bn_tapped = following.pop(0)
+            conv = _fold_batch_norm(conv, bn)
+            net.set_submodule(name, conv)
+            net.set_submodule(bn_name, nn.Identity())
+            if bn_tapped:
+                continue
+        if following and isinstance(following[0][1], nn.ReLU):
+            net.set_submodule(name, ConvRelu(conv))
+            net.set_submodule(following[0][0], nn.Identity())
+
+
+def _fold_batch_norm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """``bn(conv(x))`` as one convolution (eval mode: running statistics)."""
+    fused = copy.deepcopy(conv)
+    with torch.no_grad():
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        shifted = (bias - bn.running_mean) * scale
+        if bn.bias is not None:
+            shifted = shifted + bn.bias
+        fused.bias = nn.Parameter(shifted)
+    return fused
+
+
+def _as_fp32(scores: torch.Tensor) -> torch.Tensor:
+    return scores.to(torch.float32, memory_format=torch.contiguous_format)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _mkldnn_op_available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(
+        torch.ops.mkldnn, "_convolution_pointwise"
+    )
+
+
+def _is_square(value: tuple[int, ...]) -> bool:
+    return len(set(value)) == 1
+
+
+def _square(value: int | tuple[int, ...]) -> int:
+    return value if isinstance(value, int) else value[0]

@@ -1,0 +1,116 @@
+"""Export: ONNX with dynamic sizes equals PyTorch at sizes never traced; TorchScript too."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from inference_nets import image, small_model
+
+from fcnseg import FcnsegError
+from fcnseg.cli import bench as bench_command
+from fcnseg.cli import export as export_command
+from fcnseg.inference import export_onnx, export_torchscript, run_onnx
+from fcnseg.inference.export import relative_error
+
+pytest.importorskip("onnxruntime")
+
+# sizes the trace never saw: odd, small, every phase of the stride-32 grid apart
+UNSEEN = [(1, 97, 131), (2, 64, 64), (1, 33, 250)]
+
+
+@pytest.mark.parametrize("name", ["fcn8s-vgg16", "fcn8s-googlenet"])
+def test_onnx_equals_pytorch_at_unseen_sizes(tmp_path: Path, name: str, geometry: str) -> None:
+    if name == "fcn8s-googlenet" and geometry == "lean":
+        pytest.skip("the lean geometry is VGG16's")
+    model = small_model(name, geometry)
+    path = tmp_path / "model.onnx"
+    assert export_onnx(model, path, example=image(1, 3, 160, 160)) == ["scores"]
+    for seed, (batch, height, width) in enumerate(UNSEEN):
+        x = image(batch, 3, height, width, seed=seed)
+        with torch.no_grad():
+            expected = model(x)
+        (result,) = run_onnx(path, x)
+        assert result.shape == expected.shape
+        assert relative_error(result, expected) <= 1e-4
+
+
+def test_onnx_two_heads(tmp_path: Path) -> None:
+    model = small_model("fcn16s-siftflow-vgg16", "lean")
+    path = tmp_path / "siftflow.onnx"
+    names = export_onnx(model, path, example=image(1, 3, 96, 96))
+    assert names == ["scores_sem", "scores_geo"]
+    x = image(1, 3, 70, 90)
+    with torch.no_grad():
+        expected = model(x)
+    for result, head in zip(run_onnx(path, x), ("sem", "geo"), strict=True):
+        assert relative_error(result, expected[head]) <= 1e-4
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.load
+def test_torchscript_runs_at_other_sizes(tmp_path: Path, geometry: str) -> None:
+    model = small_model("fcn8s-vgg16", geometry)
+    path = tmp_path / "model.pt"
+    export_torchscript(model, path, example=image(1, 3, 160, 160))
+    loaded = torch.jit.load(str(path))
+    for seed, (batch, height, width) in enumerate(UNSEEN):
+        x = image(batch, 3, height, width, seed=seed)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_missing_onnx_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("onnx", "onnxruntime"):
+        monkeypatch.setitem(sys.modules, name, None)  # import fails as if not installed
+    with pytest.raises(FcnsegError, match=r"pip install 'fcnseg\[onnx\]'"):
+        export_onnx(small_model(), tmp_path / "m.onnx", example=image(1, 3, 64, 64))
+    with pytest.raises(FcnsegError, match="onnxruntime"):
+        run_onnx(tmp_path / "m.onnx", image(1, 3, 64, 64))
+
+
+@pytest.fixture
+def small_cli_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The commands build full-size nets from a name; a small one keeps the tests quick.
+    def load_model(args: argparse.Namespace) -> torch.nn.Module:
+        return small_model(args.model, args.geometry)
+
+    monkeypatch.setattr(export_command, "load_model", load_model)
+    monkeypatch.setattr(bench_command, "load_model", load_model)
+
+
+def _cli(module: object, argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    module.add_parser(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.load
+@pytest.mark.usefixtures("small_cli_model")
+@pytest.mark.parametrize("format_", ["onnx", "torchscript"])
+def test_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], format_: str) -> None:
+    out = tmp_path / "fcn.onnx"
+    argv = ["export", "fcn8s-vgg16", "--format", format_, "--out", str(out)]
+    assert _cli(export_command, [*argv, "--size", "128", "96", "--check"]) == 0
+    printed = capsys.readouterr().out
+    assert out.is_file() and "relative error" in printed
+    error = float(printed.rsplit("relative error", 1)[1])
+    assert error <= 1e-4
+    with pytest.raises(FcnsegError, match="no such folder"):
+        _cli(export_command, [*argv[:-1], str(tmp_path / "missing" / "fcn.onnx")])
+
+
+@pytest.mark.usefixtures("small_cli_model")
+def test_bench_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "bench.json"
+    argv = ["bench", "fcn8s-vgg16", "--size", "64", "64", "--precision", "eager", "fp32"]
+    assert _cli(bench_command, [*argv, "--repeats", "1", "--json", str(report)]) == 0
+    printed = capsys.readouterr().out
+    assert "GFLOP/s" in printed and "eager" in printed
+    rows = json.loads(report.read_text())
+    assert [row["path"] for row in rows] == ["eager", "fp32"]
+    assert all(row["gflop"] > 0 and row["seconds_per_image"] > 0 for row in rows)

@@ -1,0 +1,131 @@
+"""optimize_for_inference: the same function as the fp32 model, in every precision here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from inference_nets import image, randomize, small_model
+from torch import nn
+
+from fcnseg import FcnsegError
+from fcnseg.inference import (
+    TOLERANCE,
+    available_precisions,
+    optimize_for_inference,
+    resolve_precision,
+)
+from fcnseg.inference.export import relative_error
+from fcnseg.inference.optimize import PackedConv2d, PhaseConvTranspose2d
+
+PRECISIONS = available_precisions("cpu")
+SIZES = [(1, 64, 64), (2, 97, 131), (1, 200, 37)]
+
+
+def _scores(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_equals_fp32_within_documented_tolerance(precision: str, geometry: str) -> None:
+    model = small_model("fcn8s-vgg16", geometry)
+    fast = optimize_for_inference(model, precision)
+    for seed, (batch, height, width) in enumerate(SIZES):
+        x = image(batch, 3, height, width, seed=seed)
+        reference, result = _scores(model, x), fast(x)
+        assert result.dtype == torch.float32 and result.shape == reference.shape
+        bound = TOLERANCE[precision]
+        assert relative_error(result, reference) <= bound["relative_l2"]
+        disagreement = (result.argmax(1) != reference.argmax(1)).float().mean().item()
+        assert disagreement <= bound["label_disagreement"]
+
+
+@pytest.mark.parametrize(
+    "name", ["fcn32s-alexnet", "fcn8s-googlenet", "fcn8s-siftflow-vgg16", "fcn16s-rgb-hha-vgg16"]
+)
+def test_every_kind_of_net(name: str) -> None:
+    # grouped convolutions, LRN, inception branches, two heads, two streams
+    model = small_model(name)
+    channels = 6 if "hha" in name else 3
+    x = image(1, channels, 83, 70)
+    reference = _scores(model, x)
+    result = optimize_for_inference(model, "fp32")(x)
+    if isinstance(reference, dict):
+        assert list(result) == list(reference)
+        pairs = [(result[head], reference[head]) for head in reference]
+    else:
+        pairs = [(result, reference)]
+    for fast, slow in pairs:
+        assert relative_error(fast, slow) <= TOLERANCE["fp32"]["relative_l2"]
+
+
+def test_batch_norm_folded_and_relu_fused() -> None:
+    model = small_model("fcn8s-vgg16", "lean", batch_norm=True)
+    fast = optimize_for_inference(model, "fp32")
+    modules = list(fast.modules())
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.ReLU)) for m in modules)
+    if torch.backends.mkldnn.is_available():
+        packed = [m for m in modules if isinstance(m, PackedConv2d)]
+        assert sum(m.activation == "relu" for m in packed) == 15  # 13 convs, fc6, fc7
+    x = image(2, 3, 90, 75)
+    assert relative_error(fast(x), _scores(model, x)) <= TOLERANCE["fp32"]["relative_l2"]
+
+
+def test_tapped_layers_keep_their_outputs() -> None:
+    # pool3/pool4 are read by the skips: fusing across them would change the FCN-8s scores,
+    # and a tap on a convolution must see it before its ReLU.
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    net.trunk = ["0", "1", "2"]
+    net.taps = {"conv": "0"}
+    randomize(net)
+    fast = optimize_for_inference(net, "fp32")
+    assert isinstance(fast.net.get_submodule("1"), nn.ReLU)
+
+
+def test_original_model_untouched_and_no_gradients() -> None:
+    model = small_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = optimize_for_inference(model, "fp32")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not fast(image(1, 3, 40, 40).requires_grad_()).requires_grad
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "groups", "classwise"),
+    [
+        (16, 8, 0, 1, True),
+        (4, 2, 0, 1, False),
+        (63, 32, 0, 1, True),
+        (5, 2, 1, 1, False),
+        (4, 2, 0, 3, False),
+    ],
+)
+def test_phase_convolutions_equal_transposed_convolution(
+    kernel: int, stride: int, padding: int, groups: int, classwise: bool
+) -> None:
+    # Section 3.3's backwards-strided convolution, computed as s*s ordinary convolutions.
+    torch.manual_seed(0)
+    deconv = nn.ConvTranspose2d(
+        6, 6, kernel, stride=stride, padding=padding, groups=groups, bias=not classwise
+    )
+    if classwise:
+        with torch.no_grad():
+            deconv.weight.mul_(torch.eye(6).view(6, 6, 1, 1))
+    phases = PhaseConvTranspose2d(deconv, torch.float32)
+    assert (phases.phase_conv.groups == 6) == classwise
+    x = torch.randn(2, 6, 9, 13).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = deconv(x)
+        result = phases(x)
+    assert result.shape == expected.shape
+    torch.testing.assert_close(result, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_precision_errors() -> None:
+    assert resolve_precision("fp32") == "fp32"
+    assert resolve_precision("auto") in PRECISIONS
+    with pytest.raises(FcnsegError, match="unknown precision 'fp8'"):
+        optimize_for_inference(small_model(), "fp8")
+    if "fp16" not in PRECISIONS:
+        with pytest.raises(FcnsegError, match="not supported"):
+            resolve_precision("fp16")
