@@ -37,7 +37,7 @@ def check_outputs(out: Path, printed: str) -> dict:
     overlays = sorted((out / "overlays").glob("*.png"))
     assert len(overlays) == 8
     with Image.open(overlays[0]) as panel:
-        assert panel.size == (3 * 64, 64)  # image | ground truth | prediction
+        assert panel.size == (4 * 80, 80)  # image | truth | prediction | overlay
     assert (out / "run" / "last.safetensors").is_file()
     return record
 

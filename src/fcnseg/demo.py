@@ -37,10 +37,10 @@ class DemoSettings:
         seed: picks the images and every random draw of training.
     """
 
-    size: int = 64
-    max_iter: int = 400
+    size: int = 80
+    max_iter: int = 350
     batch_size: int = 16
-    lr: float = 3e-3
+    lr: float = 1e-2
     overlays: int = 8
     threads: int = 1
     seed: int = 0
@@ -116,7 +116,8 @@ def _clear_run(folder: Path) -> None:
 
 @torch.no_grad()
 def write_overlays(model: FCN, dataset: SyntheticShapes, folder: Path, count: int) -> list[Path]:
-    """Image, ground truth and prediction side by side for the first ``count`` images."""
+    """Image, ground truth, prediction and prediction over the image, side by side, for the
+    first ``count`` images."""
     folder.mkdir(parents=True, exist_ok=True)
     model.eval()
     palette = dataset.info.palette
@@ -128,6 +129,7 @@ def write_overlays(model: FCN, dataset: SyntheticShapes, folder: Path, count: in
         panels = [
             rgb,
             np.asarray(colorize(label, palette).convert("RGB")),
+            np.asarray(colorize(prediction, palette).convert("RGB")),
             np.asarray(overlay(rgb, prediction, palette)),
         ]
         path = folder / f"test_{index:02d}.png"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import signal
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -219,3 +221,33 @@ def test_bf16_autocast_trains_on_the_cpu(tmp_path: Path, tiny_data) -> None:
     assert result.model.score_fr.weight.dtype == torch.float32  # autocast, not a bf16 model
     with pytest.raises(FcnsegError, match="fp16 needs a CUDA device"):
         loop_module.resolve_amp("fp16", torch.device("cpu"))
+
+
+def test_tensorboard_gets_the_curves_when_installed(
+    tmp_path: Path, tiny_data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scalars = []
+
+    class SummaryWriter:  # stands in for torch.utils.tensorboard's
+        def __init__(self, folder: str, purge_step: int) -> None:
+            assert folder == str(tmp_path / "tensorboard") and purge_step == 0
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            scalars.append((tag, step))
+
+        def close(self) -> None:
+            scalars.append(("closed", -1))
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = SummaryWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    train, val = tiny_data
+    fit(
+        tiny_config(max_iter=2, eval_every=2),
+        tmp_path,
+        train_set=train,
+        val_set=val,
+        progress=False,
+    )
+    assert ("train/loss", 1) in scalars and ("train/lr", 2) in scalars
+    assert ("val/mean_iu", 2) in scalars and scalars[-1] == ("closed", -1)

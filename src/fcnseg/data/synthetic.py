@@ -55,7 +55,7 @@ class SyntheticShapes(Dataset):
         self,
         num_images: int,
         *,
-        size: int = 64,
+        size: int = 80,
         seed: int = 0,
         min_objects: int = 2,
         max_objects: int = 5,
@@ -98,7 +98,7 @@ class SyntheticShapes(Dataset):
         return np.clip(rgb + noise, 0, 255).astype(np.uint8), label
 
 
-def synthetic_dataset(split: str, *, seed: int = 0, size: int = 64) -> SyntheticShapes:
+def synthetic_dataset(split: str, *, seed: int = 0, size: int = 80) -> SyntheticShapes:
     """The ``train`` (2000 images), ``val`` or ``test`` (100 each) split of the demo's data."""
     if split not in SPLITS:
         raise FcnsegError(f"synthetic split '{split}' unknown; choose one of {', '.join(SPLITS)}")
