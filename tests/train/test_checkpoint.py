@@ -126,3 +126,11 @@ def test_a_write_killed_midway_leaves_the_old_file(
         else:  # new weights beside old metadata: refused when read
             with pytest.raises(FcnsegError, match="interrupted save"):
                 load_checkpoint(tmp_path / "last")
+
+
+def test_weights_that_do_not_fit_their_metadata_are_refused(tmp_path: Path) -> None:
+    # weights of a wider net under metadata that builds the narrow one
+    wide = fcnseg.build_model("fcn8s-vgg16", 6, "lean", width=1 / 8, fc_width=16)
+    save_checkpoint(tmp_path / "last", wide, metadata())
+    with pytest.raises(FcnsegError, match=r"last\.safetensors: weights do not fit.*conv1_1"):
+        load_model(tmp_path / "last")

@@ -243,16 +243,18 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        problem = (
-            f"missing {missing[:3]}"
-            if missing
-            else f"unexpected {unexpected[:3]}"
-            if unexpected
-            else f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, the model "
-            f"{tuple(expected[wrong[0]].shape)}"
+    problems = []
+    if missing:
+        problems.append(f"missing {missing[:3]}")
+    if unexpected:
+        problems.append(f"unexpected {unexpected[:3]}")
+    if wrong:
+        name = wrong[0]
+        problems.append(
+            f"{name} is {tuple(state[name].shape)}, the model's {tuple(expected[name].shape)}"
         )
-        raise FcnsegError(f"{source}: weights do not fit the model ({problem})")
+    if problems:
+        raise FcnsegError(f"{source}: weights do not fit the model ({'; '.join(problems)})")
     model.load_state_dict(state)
 
 
