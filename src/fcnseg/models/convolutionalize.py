@@ -30,7 +30,13 @@ def convolutionalize(classifier: Classifier, *, decapitate: bool = True) -> Clas
     for name, (channels, height, width) in classifier.fc_inputs.items():
         linear = net.get_submodule(name)
         assert isinstance(linear, nn.Linear)
-        conv = nn.Conv2d(channels, linear.out_features, (height, width))
+        conv = nn.Conv2d(
+            channels,
+            linear.out_features,
+            (height, width),
+            device=linear.weight.device,
+            dtype=linear.weight.dtype,
+        )
         with torch.no_grad():
             conv.weight.copy_(linear.weight.reshape(conv.weight.shape))
             conv.bias.copy_(linear.bias)
