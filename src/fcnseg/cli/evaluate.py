@@ -6,10 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from fcnseg.cli.train import add_dataset_option, dataset_options
 from fcnseg.data import build_dataset, list_datasets
 from fcnseg.data.synthetic import SYNTHETIC, synthetic_dataset
+from fcnseg.errors import FcnsegError
 from fcnseg.evaluate import evaluate, evaluation_loader, format_table, metrics_record
-from fcnseg.evaluate.evaluate import for_dataset, write_metrics
+from fcnseg.evaluate.evaluate import for_dataset, head_class_names, write_metrics
 from fcnseg.io.convention import InputConvention
 from fcnseg.pretrained import load_pretrained, resolve
 from fcnseg.train.distributed import choose_device
@@ -28,6 +30,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="checkpoint path or shipped model name")
     parser.add_argument("--dataset", required=True, choices=[*list_datasets(), SYNTHETIC])
     parser.add_argument("--root", default=".", help="the dataset's folder")
+    add_dataset_option(parser)
     parser.add_argument("--split", default="val")
     parser.add_argument("--out", required=True, help="folder for metrics.json")
     parser.add_argument(
@@ -44,10 +47,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Scores the model, prints the table and writes ``metrics.json``."""
+    options = dataset_options(args.dataset_option)
     if args.dataset == SYNTHETIC:
+        if options:
+            raise FcnsegError(f"dataset '{SYNTHETIC}' has no options (given {sorted(options)})")
         dataset = synthetic_dataset(args.split)
     else:
-        dataset = build_dataset(args.dataset, args.root, args.split)
+        dataset = build_dataset(args.dataset, args.root, args.split, **options)
     info = dataset.info
     model, metadata = load_pretrained(args.model, num_classes=info.num_classes)
     convention = InputConvention.from_dict(metadata["input_convention"])
@@ -61,14 +67,16 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         amp_dtype=resolve_amp(args.amp, device),
     )
+    head_names = head_class_names(dataset)
     record = {
-        **metrics_record(metrics, info.class_names),
+        **metrics_record(metrics, info.class_names, head_names),
         "model": str(resolve(args.model)),
         "dataset": args.dataset,
+        "dataset_options": options,
         "split": args.split,
         "images": len(dataset),
     }
     path = write_metrics(Path(args.out) / "metrics.json", record)
-    print(format_table(metrics, info.class_names))
+    print(format_table(metrics, info.class_names, head_names))
     print(f"wrote {path}")
     return 0

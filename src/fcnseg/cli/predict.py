@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from fcnseg.data import colorize, overlay
+from fcnseg.data import bitmap_palette, colorize, overlay
 from fcnseg.errors import FcnsegError
 from fcnseg.inference import PRECISIONS, Predictor
 from fcnseg.io.convention import InputConvention
@@ -23,7 +23,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "predict",
         help="segment image files",
         description="Segment image files: OUT/<name>.png holds the class indices drawn in the "
-        "model's palette, OUT/<name>_overlay.png the colours over the image.",
+        "model's palette, OUT/<name>_overlay.png the colours over the image. A net with "
+        "several heads (SIFT Flow) writes its first head there and each other head's classes "
+        "to OUT/<name>_<head>.png.",
     )
     parser.add_argument("images", nargs="+", type=Path, help="image files")
     parser.add_argument("--model", required=True, help="checkpoint path or shipped model name")
@@ -53,11 +55,32 @@ def run(args: argparse.Namespace) -> int:
     palette = [tuple(colour) for colour in metadata["palette"]]
     pixels = [read_rgb(path) for path in args.images]  # every file is checked before any work
     predictor = Predictor(model, precision=args.precision, tile=args.tile)
+    # The other heads' classes (SIFT Flow's 3 geometric ones), drawn in the VOC colour map.
+    heads = _head_classes(model)
+    other_heads = {
+        head: Predictor(model, precision=args.precision, tile=args.tile, head=head)
+        for head in list(heads)[1:]
+    }
     args.out.mkdir(parents=True, exist_ok=True)
+    written = 0
     for path, rgb in zip(args.images, pixels, strict=True):
         batch = torch.from_numpy(rgb).permute(2, 0, 1)[None]  # 1×3×H×W RGB 0-255
-        (label,) = predictor.predict([convention.normalize(batch)[0]])
+        image = convention.normalize(batch)[0]
+        (label,) = predictor.predict([image])
         colorize(label, palette).save(args.out / f"{path.stem}.png")
         overlay(rgb, label, palette, args.alpha).save(args.out / f"{path.stem}_overlay.png")
-    print(f"wrote {2 * len(args.images)} images to {args.out}")
+        written += 2
+        for head, head_predictor in other_heads.items():
+            (head_label,) = head_predictor.predict([image])
+            head_palette = bitmap_palette(heads[head])
+            colorize(head_label, head_palette).save(args.out / f"{path.stem}_{head}.png")
+            written += 1
+    print(f"wrote {written} images to {args.out}")
     return 0
+
+
+def _head_classes(model: Any) -> dict[str, int]:
+    """The model's score heads, in output order, to their classes (one unnamed head for a
+    late-fusion net, which has no ``heads``)."""
+    heads = getattr(model, "heads", {"": model.num_classes})
+    return {suffix.lstrip("_"): classes for suffix, classes in heads.items()}

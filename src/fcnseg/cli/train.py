@@ -62,6 +62,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--model", default="fcn8s-vgg16", choices=list_models())
     parser.add_argument("--dataset", choices=[*list_datasets(), SYNTHETIC])
     parser.add_argument("--root", help="the dataset's folder")
+    add_dataset_option(parser)
     parser.add_argument("--recipe", default="heavy", choices=list_recipes())
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--geometry", choices=("caffe", "lean"))
@@ -109,6 +110,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     }
     if args.dataset is not None:
         overrides["dataset"] = args.dataset
+    if args.dataset_option:
+        overrides["dataset_options"] = dataset_options(args.dataset_option)
     if args.no_val:
         overrides["val_split"] = None
     if args.class_weights == "median":
@@ -126,6 +129,28 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if getattr(args, option) is not None:
             backbone[option] = getattr(args, option)
     return recipe(args.recipe, args.model, backbone=backbone, **overrides)
+
+
+def add_dataset_option(parser: argparse.ArgumentParser) -> None:
+    """Adds the repeatable ``--dataset-option KEY=VALUE`` (see :func:`dataset_options`)."""
+    parser.add_argument(
+        "--dataset-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an option of the dataset's reader, e.g. modality=color-hha (NYUDv2) or "
+        "task=both (SIFT Flow); repeatable",
+    )
+
+
+def dataset_options(pairs: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as the options of ``fcnseg.data.build_dataset`` (string values)."""
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise FcnsegError(f"--dataset-option {pair!r}: expected KEY=VALUE")
+        options[key] = value
+    return options
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import contextlib
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from fcnseg.data import collate_pad
+from fcnseg.errors import FcnsegError
 from fcnseg.evaluate.metrics import ConfusionMatrix
 from fcnseg.io.convention import caffe_convention
 
@@ -33,28 +34,57 @@ def evaluate(
 ) -> dict[str, Any]:
     """Scores ``model`` on every batch; under DDP, on this process's share, then reduced.
 
+    A net with several heads (SIFT Flow's ``sem`` and ``geo``) returns a dict of scores and is
+    scored against labels N x T x H x W, one channel per head in the dict's order: each head
+    has its own histogram, of as many classes as its scores have channels. Its metrics are
+    the first head's, so that a mean IU still picks the best checkpoint by the semantic
+    classes, plus ``"heads"``: head name to that head's metrics.
+
     Args:
-        model: maps N x C x H x W images to N x K x H x W scores.
+        model: maps N x C x H x W images to N x K x H x W scores, or to a dict of them.
         batches: (images, labels) pairs; padded pixels must be void in the labels.
-        num_classes: K.
+        num_classes: K (of a single-headed net; a multi-head net's come from its scores).
         ignore_index: the void label.
         device: where the model runs.
         amp_dtype: run the forward pass under autocast to this dtype; None for float32.
 
     Returns:
         The metrics of :meth:`ConfusionMatrix.compute` over all batches of all processes.
+
+    Raises:
+        FcnsegError: the labels do not have one channel per head.
     """
     was_training = model.training
     model.eval()
-    confusion = ConfusionMatrix(num_classes, ignore_index)
+    confusions: dict[str, ConfusionMatrix] = {}
     device = torch.device(device)
     for images, labels in batches:
         with autocast(device, amp_dtype):
-            scores = model(images.to(device))  # N×K×H×W
-        confusion.update(scores.argmax(1), labels)
-    confusion.reduce_from_all_processes()
+            scores = model(images.to(device))  # N×K×H×W, or a dict of them
+        if not isinstance(scores, dict):
+            confusions.setdefault("", ConfusionMatrix(num_classes, ignore_index))
+            confusions[""].update(scores.argmax(1), labels)
+            continue
+        if labels.dim() != 4 or labels.shape[1] != len(scores):
+            raise FcnsegError(
+                f"the model has {len(scores)} heads ({', '.join(scores)}) but the labels have "
+                f"shape {tuple(labels.shape)}; expected N x {len(scores)} x H x W, one label "
+                "per head (SIFT Flow: task=both)"
+            )
+        for task, (head, head_scores) in enumerate(scores.items()):
+            confusion = confusions.setdefault(
+                head, ConfusionMatrix(head_scores.shape[1], ignore_index)
+            )
+            confusion.update(head_scores.argmax(1), labels[:, task])
+    if not confusions:  # no batch: the single-headed net's empty histogram
+        confusions[""] = ConfusionMatrix(num_classes, ignore_index)
+    for confusion in confusions.values():
+        confusion.reduce_from_all_processes()
     model.train(was_training)
-    return confusion.compute()
+    if list(confusions) == [""]:
+        return confusions[""].compute()
+    heads = {head: confusion.compute() for head, confusion in confusions.items()}
+    return {**next(iter(heads.values())), "heads": heads}
 
 
 class ConventionAdapter(nn.Module):
@@ -109,13 +139,26 @@ def evaluation_loader(
     )
 
 
-def format_table(metrics: dict[str, Any], class_names: Sequence[str]) -> str:
+def format_table(
+    metrics: dict[str, Any],
+    class_names: Sequence[str],
+    head_class_names: Mapping[str, Sequence[str]] | None = None,
+) -> str:
     """The per-class IU and accuracy, then the four metrics, as a plain-text table.
+
+    Metrics with ``"heads"`` give one table per head, each under its head's name.
 
     Args:
         metrics: :meth:`ConfusionMatrix.compute`'s dict, or a :func:`metrics_record`.
-        class_names: one name per class.
+        class_names: one name per class (of the first head).
+        head_class_names: the class names of the other heads (see :func:`metrics_record`).
     """
+    if "heads" in metrics:
+        names = _class_names_by_head(metrics["heads"], class_names, head_class_names)
+        return "\n\n".join(
+            f"[{head}]\n" + format_table(head_metrics, names[head])
+            for head, head_metrics in metrics["heads"].items()
+        )
     width = max([len("class"), *(len(name) for name in class_names)])
     lines = [f"{'class':<{width}}  {'IU':>6}  {'acc':>6}"]
     for index, name in enumerate(class_names):
@@ -125,6 +168,34 @@ def format_table(metrics: dict[str, Any], class_names: Sequence[str]) -> str:
     for key in METRIC_NAMES:
         lines.append(f"{key:<{width}}  {_percent(metrics[key])}")
     return "\n".join(lines)
+
+
+def _class_names_by_head(
+    heads: dict[str, Any],
+    class_names: Sequence[str],
+    head_class_names: Mapping[str, Sequence[str]] | None,
+) -> dict[str, Sequence[str]]:
+    """Each head's class names: the first head's ``class_names``, the others' from
+    ``head_class_names``, or their class numbers where it has none."""
+    names: dict[str, Sequence[str]] = {}
+    for index, (head, head_metrics) in enumerate(heads.items()):
+        if index == 0:
+            names[head] = class_names
+        elif head_class_names is not None and head in head_class_names:
+            names[head] = head_class_names[head]
+        else:
+            names[head] = [str(k) for k in range(len(head_metrics["iu"]))]
+    return names
+
+
+def head_class_names(dataset: Dataset) -> dict[str, Sequence[str]]:
+    """The class names of a multi-head net's heads after the first, as ``dataset`` gives them.
+
+    The first head's are ``dataset.info``'s; SIFT Flow's geometric head ``geo`` has
+    ``dataset.geometric_info``'s. Empty for a dataset of one task.
+    """
+    geometric = getattr(dataset, "geometric_info", None)
+    return {} if geometric is None else {"geo": list(geometric.class_names)}
 
 
 def _per_class(values: Sequence[float] | dict[str, float | None], index: int, name: str) -> float:
@@ -138,11 +209,27 @@ def _percent(value: float | None) -> str:
     return f"{100 * value:6.2f}"
 
 
-def metrics_record(metrics: dict[str, Any], class_names: Sequence[str]) -> dict[str, Any]:
+def metrics_record(
+    metrics: dict[str, Any],
+    class_names: Sequence[str],
+    head_class_names: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, Any]:
     """The metrics as JSON: the four under their keys, per-class IU and accuracy by class name.
 
-    NaN (a class neither in the ground truth nor predicted) becomes null, which JSON has.
+    NaN (a class neither in the ground truth nor predicted) becomes null, which JSON has. The
+    metrics of a multi-head net keep the first head's record at the top and add ``"heads"``,
+    head name to its record.
+
+    Args:
+        metrics: :func:`evaluate`'s dict.
+        class_names: one name per class (of the first head).
+        head_class_names: the other heads' class names by head (:func:`head_class_names`); a
+            head without them has its classes numbered.
     """
+    if "heads" in metrics:
+        names = _class_names_by_head(metrics["heads"], class_names, head_class_names)
+        heads = {head: metrics_record(m, names[head]) for head, m in metrics["heads"].items()}
+        return {**next(iter(heads.values())), "heads": heads}
     record: dict[str, Any] = {key: _json_number(metrics[key]) for key in METRIC_NAMES}
     record["iu"] = {n: _json_number(v) for n, v in zip(class_names, metrics["iu"], strict=True)}
     record["acc"] = {n: _json_number(v) for n, v in zip(class_names, metrics["acc"], strict=True)}

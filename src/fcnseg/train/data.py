@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch.utils.data import Dataset
 
@@ -16,14 +18,19 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     """The training split and the held-out split (None without one), unaugmented.
 
     ``"synthetic"`` is the demo's generated data (``fcnseg.data.synthetic``), which needs no
-    folder; every other name is read from its folder by ``fcnseg.data.build_dataset``.
+    folder; every other name is read from its folder by ``fcnseg.data.build_dataset``, with
+    ``config.dataset_options``. The held-out split gets the same options when it is of the same
+    dataset; another dataset (``val_dataset``) is read with its reader's defaults, since the
+    options of one reader need not exist in another (SBD's ``exclude``, not VOC's).
     """
-    train = _dataset(config.dataset, config.root, config.train_split, config.seed)
+    options = config.dataset_options
+    train = _dataset(config.dataset, config.root, config.train_split, config.seed, options)
     if config.val_split is None:
         return train, None
     val_dataset = config.val_dataset or config.dataset
     val_root = config.val_root or config.root
-    val = _dataset(val_dataset, val_root, config.val_split, config.seed)
+    val_options = options if val_dataset == config.dataset else {}
+    val = _dataset(val_dataset, val_root, config.val_split, config.seed, val_options)
     train_info, val_info = train.info, val.info  # type: ignore[attr-defined]
     if (val_info.class_names, val_info.mean_bgr) != (train_info.class_names, train_info.mean_bgr):
         raise FcnsegError(
@@ -33,16 +40,22 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     return train, val
 
 
-def _dataset(name: str, root: str, split: str, seed: int) -> Dataset:
+def _dataset(name: str, root: str, split: str, seed: int, options: dict[str, Any]) -> Dataset:
     if name == SYNTHETIC:
+        if options:
+            raise FcnsegError(f"dataset '{SYNTHETIC}' has no options (given {sorted(options)})")
         return synthetic_dataset(split, seed=seed)
-    return build_dataset(name, root, split)
+    return build_dataset(name, root, split, **options)
 
 
 def class_weights_for(
     config: TrainConfig, dataset: Dataset, info: DatasetInfo
 ) -> torch.Tensor | None:
-    """The loss's class weights: as given, by median frequency over ``dataset``, or None."""
+    """The loss's class weights: as given, by median frequency over ``dataset``, or None.
+
+    They weigh the first head's classes (``info``'s): with K x H x W labels (SIFT Flow's
+    semantic and geometric), the frequencies are counted on the first label channel.
+    """
     if config.class_weights is not None:
         try:
             return parse_class_weights(config.class_weights, info.num_classes)
@@ -50,5 +63,10 @@ def class_weights_for(
             raise FcnsegError(f"class weights: {error}") from None
     if not config.median_frequency:
         return None
-    labels = (dataset[i][1] for i in range(len(dataset)))  # type: ignore[arg-type]
+    labels = (_first_task(dataset[i][1]) for i in range(len(dataset)))  # type: ignore[arg-type]
     return median_frequency_weights(class_frequencies(labels, info.num_classes, info.ignore_index))
+
+
+def _first_task(label: torch.Tensor) -> torch.Tensor:
+    """The H x W label of the first task of an [T x] H x W label."""
+    return label[0] if label.dim() == 3 else label

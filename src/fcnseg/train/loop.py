@@ -27,8 +27,8 @@ from torch.utils.data import Dataset
 
 from fcnseg.errors import FcnsegError
 from fcnseg.evaluate import evaluate, evaluation_loader, metrics_record
-from fcnseg.evaluate.evaluate import autocast
-from fcnseg.models import FCN, build_model
+from fcnseg.evaluate.evaluate import autocast, head_class_names
+from fcnseg.models import FCN, LateFusionFCN, build_model
 from fcnseg.models.geometry import Geometry
 from fcnseg.train import distributed
 from fcnseg.train.batches import derive_seed, training_loader
@@ -122,7 +122,7 @@ def train_step(
         sync = contextlib.nullcontext() if last or not settings.distributed else net.no_sync()
         with sync:
             with autocast(settings.device, settings.amp_dtype):
-                scores = net(images)  # N×K×H×W
+                scores = net(images)  # N×K×H×W, or a dict of them with N×T×H×W labels
             keep = None
             if settings.loss_sampling is not None:
                 keep = loss_sampling_mask(labels, settings.loss_sampling, settings.score_geometry)
@@ -273,6 +273,7 @@ def fit(
     info = train_set.info  # type: ignore[attr-defined]
     torch.manual_seed(derive_seed(config.seed, "weights"))  # same start in every process
     model = build_model(config.model, info.num_classes, config.geometry, **config.backbone)
+    _check_data(model, train_set, config)
     if config.init and not resume:
         initialize(model, config.init)
     model.to(context.device)
@@ -310,7 +311,7 @@ def fit(
         config.loss_normalize,
         class_weights_for(config, train_set, info),
         config.loss_sampling if config.loss_sampling < 1 else None,
-        model.score_geometry["fc7"],
+        _coarse_geometry(model),
         info.ignore_index,
         context.distributed,
     )
@@ -357,6 +358,42 @@ def fit(
         log.close()
         passes.close()  # stops the DataLoader's workers
     return FitResult(model, record, state.iteration)
+
+
+def _check_data(model: nn.Module, dataset: Dataset, config: TrainConfig) -> None:
+    """Fails before training if the images do not have the model's input channels, or the
+    labels not one channel per head of the model (SIFT Flow's two heads need ``task=both``)."""
+    image, label = dataset[0]
+    channels = _input_channels(model)
+    if image.shape[0] != channels:
+        raise FcnsegError(
+            f"model '{config.model}' takes {channels} input channels but dataset "
+            f"'{config.dataset}' gives {image.shape[0]} (NYUDv2: set the modality option)"
+        )
+    heads = len(model.heads) if isinstance(model, FCN) else 1
+    tasks = label.shape[0] if label.dim() == 3 else 1
+    if tasks != heads:
+        raise FcnsegError(
+            f"model '{config.model}' has {heads} score heads but dataset '{config.dataset}' "
+            f"gives {tasks} label(s) per pixel (SIFT Flow: set the option task=both)"
+        )
+
+
+def _input_channels(model: nn.Module) -> int:
+    """The channels of the model's input: all streams' of a late-fusion net, else the first
+    convolution's."""
+    if isinstance(model, LateFusionFCN):
+        return sum(model.in_channels.values())
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    return first.in_channels
+
+
+def _coarse_geometry(model: nn.Module) -> Geometry:
+    """The geometry of the coarse (fc7) score map, where loss sampling draws its cells; the
+    streams of a late-fusion net share it."""
+    if isinstance(model, LateFusionFCN):
+        model = model.get_submodule(model.stream_names[0])
+    return model.score_geometry["fc7"]
 
 
 def steps_to_evaluation(config: TrainConfig, iteration: int) -> int:
@@ -414,7 +451,7 @@ def evaluate_held_out(
         device=context.device,
         amp_dtype=amp_dtype,
     )
-    return metrics_record(metrics, info.class_names)
+    return metrics_record(metrics, info.class_names, head_class_names(dataset))
 
 
 def checkpoint(

@@ -8,7 +8,7 @@ pixels instead, for learning rates of the usual size.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 
 import torch
@@ -20,7 +20,7 @@ NORMALIZATIONS = ("sum", "mean")
 
 
 def pixel_loss(
-    scores: torch.Tensor,
+    scores: torch.Tensor | Mapping[str, torch.Tensor],
     labels: torch.Tensor,
     *,
     normalize: str = "mean",
@@ -34,11 +34,17 @@ def pixel_loss(
     is divided by the number of counted pixels (not by the sum of their weights, so weights
     scale the loss as given); a batch with no counted pixel has loss 0.
 
+    A net with several heads (SIFT Flow's ``sem`` and ``geo``) gives a dict of scores and its
+    labels one channel per head, in the dict's order; the loss is the sum of the heads' losses,
+    as the reference's siftflow nets sum two ``SoftmaxWithLoss`` layers of weight 1. Each head
+    is normalised by its own counted pixels, ``keep`` drops the same pixels of every head, and
+    ``class_weights`` weigh the first (semantic) head only.
+
     Args:
-        scores: N x K x H x W class scores.
-        labels: N x H x W classes, void ``ignore_index``.
+        scores: N x K x H x W class scores, or a dict of them, one per head.
+        labels: N x H x W classes, void ``ignore_index``; N x T x H x W for T heads.
         normalize: ``"sum"`` (the reference) or ``"mean"``.
-        class_weights: K weights, one per class; None weighs every class 1.
+        class_weights: K weights, one per class (of the first head); None weighs every class 1.
         keep: N x H x W booleans, False for pixels whose loss is not sampled (section 3.4).
         ignore_index: the void label.
 
@@ -47,6 +53,32 @@ def pixel_loss(
     """
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+    if isinstance(scores, Mapping):
+        heads = list(scores.values())
+        if labels.dim() != 4 or labels.shape[1] != len(heads):
+            raise ValueError(
+                f"{len(heads)} heads ({', '.join(scores)}) need N x {len(heads)} x H x W labels, "
+                f"got shape {tuple(labels.shape)}"
+            )
+        losses = [
+            _head_loss(
+                head, labels[:, t], normalize, class_weights if t == 0 else None, keep, ignore_index
+            )
+            for t, head in enumerate(heads)
+        ]
+        return torch.stack(losses).sum()
+    return _head_loss(scores, labels, normalize, class_weights, keep, ignore_index)
+
+
+def _head_loss(
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    normalize: str,
+    class_weights: torch.Tensor | None,
+    keep: torch.Tensor | None,
+    ignore_index: int,
+) -> torch.Tensor:
+    """:func:`pixel_loss` of one head: N x K x H x W scores, N x H x W labels."""
     counted = labels != ignore_index
     if keep is not None:
         counted &= keep
@@ -75,8 +107,10 @@ def loss_sampling_mask(
     input pixel ``stride * i + offset`` (the score map's geometry); this is nearest-neighbour
     upsampling of a cell mask, aligned as the net aligns its own scores.
 
+    Every head of a multi-head net gets the same mask: the cells are the shared backbone's.
+
     Args:
-        labels: N x H x W, for the shape and device.
+        labels: N x H x W (or N x T x H x W, one channel per head), for the shape and device.
         p: probability of keeping a cell, in (0, 1].
         score_geometry: geometry of the coarse score map (``FCN.score_geometry["fc7"]``).
         generator: the random source; torch's global one when None.
@@ -86,7 +120,7 @@ def loss_sampling_mask(
     """
     if not 0 < p <= 1:
         raise ValueError(f"the loss sampling probability must be in (0, 1], got {p}")
-    n, height, width = labels.shape
+    n, (height, width) = labels.shape[0], labels.shape[-2:]
     rows = _nearest_cell(height, score_geometry)
     cols = _nearest_cell(width, score_geometry)
     grid = (int(rows.max()) + 1, int(cols.max()) + 1)

@@ -83,6 +83,9 @@ class TrainConfig:
             loss sampling) follows from it.
         workers: DataLoader worker processes.
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        dataset_options: keyword options of the dataset's reader, given to
+            ``fcnseg.data.build_dataset`` for the training and held-out splits (NYUDv2
+            ``modality``, SIFT Flow ``task``); JSON values, so no ``transform``.
     """
 
     model: str = "fcn8s-vgg16"
@@ -119,6 +122,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 0
     device: str = "auto"
+    dataset_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _choice("model", self.model, list(MODELS))
@@ -143,6 +147,17 @@ class TrainConfig:
             self.scale = [float(v) for v in self.scale]
             if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:
                 raise FcnsegError(f"scale must be two factors 0 < min <= max, got {self.scale}")
+        if not isinstance(self.dataset_options, dict) or not all(
+            isinstance(key, str) for key in self.dataset_options
+        ):
+            raise FcnsegError(
+                f"dataset_options must map names to values, got {self.dataset_options!r}"
+            )
+        if "transform" in self.dataset_options:
+            raise FcnsegError(
+                "dataset_options: 'transform' is not an option of a run; its "
+                "augmentation is set by mirror, jitter, scale and crop"
+            )
         if self.crop is not None and self.crop < 1:
             raise FcnsegError(f"crop must be a positive size, got {self.crop}")
 
