@@ -12,9 +12,11 @@ import pytest
 from cli_helpers import one_error_line
 from PIL import Image
 
+import fcnseg
 from fcnseg.cli import build_parser, main
 from fcnseg.cli.train import config_from_args
-from fcnseg.data import SIFTFLOW_GEOMETRIC_INFO
+from fcnseg.data import SIFTFLOW_GEOMETRIC_INFO, nyud_info
+from fcnseg.train.checkpoint import model_metadata, save_checkpoint
 
 TINY = ["--width", "0.125", "--fc-width", "16", "--batch-size", "2", "--no-progress"]
 
@@ -70,6 +72,15 @@ def test_dataset_option_mistakes_are_one_line(
     assert main([*evaluate, "--out", str(tmp_path), "--dataset-option", "colour=hha"]) == 1
     assert "has no option 'colour'" in one_error_line(capsys.readouterr().err)
 
+    # An RGB-D checkpoint scored on the colour images alone.
+    model = fcnseg.build_model("fcn32s-rgbd-vgg16", 40, "lean", width=1 / 8, fc_width=16)
+    backbone = {"width": 1 / 8, "fc_width": 16}
+    metadata = model_metadata("fcn32s-rgbd-vgg16", 40, "lean", backbone, nyud_info("color-depth"))
+    save_checkpoint(tmp_path / "rgbd" / "best", model, {**metadata, "iteration": 0})
+    evaluate[2] = str(tmp_path / "rgbd" / "best.safetensors")
+    assert main([*evaluate, "--split", "val", "--out", str(tmp_path)]) == 1
+    assert "takes 4 input channels" in one_error_line(capsys.readouterr().err)
+
 
 def test_siftflow_two_heads_train_eval_predict(
     tmp_path: Path, capsys: pytest.CaptureFixture
@@ -103,7 +114,10 @@ def test_siftflow_two_heads_train_eval_predict(
         )
         == 0
     )
-    capsys.readouterr()
+    summary = capsys.readouterr().out.splitlines()[-1]
+    assert (
+        summary.startswith("mean IU") and "(sem)," in summary and "(geo) at iteration 1" in summary
+    )
 
     checkpoint = str(run / "last.safetensors")
     evaluate = ["eval", "--model", checkpoint, "--dataset", "siftflow", "--root", str(root)]

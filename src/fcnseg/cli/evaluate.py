@@ -15,7 +15,7 @@ from fcnseg.evaluate.evaluate import for_dataset, head_class_names, write_metric
 from fcnseg.io.convention import InputConvention
 from fcnseg.pretrained import load_pretrained, resolve
 from fcnseg.train.distributed import choose_device
-from fcnseg.train.loop import resolve_amp
+from fcnseg.train.loop import check_data, resolve_amp
 from fcnseg.train.recipes import AMP_MODES, DEVICES
 
 
@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         dataset = build_dataset(args.dataset, args.root, args.split, **options)
     info = dataset.info
     model, metadata = load_pretrained(args.model, num_classes=info.num_classes)
+    check_data(model, dataset)
     convention = InputConvention.from_dict(metadata["input_convention"])
     device = choose_device(args.device)
     net = for_dataset(model, info.mean_bgr, convention).to(device)

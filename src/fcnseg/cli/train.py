@@ -178,7 +178,13 @@ def run(args: argparse.Namespace) -> int:
     finally:
         distributed.teardown(context)
     if context.is_main and result is not None and result.metrics is not None:
-        print(f"mean IU {100 * result.metrics['mean_iu']:.2f} at iteration {result.iteration}")
+        heads = result.metrics.get("heads", {"": result.metrics})
+        mean_ius = ", ".join(
+            ("n/a" if record["mean_iu"] is None else f"{100 * record['mean_iu']:.2f}")
+            + (f" ({head})" if head else "")
+            for head, record in heads.items()
+        )
+        print(f"mean IU {mean_ius} at iteration {result.iteration}")
     return 0
 
 

@@ -273,7 +273,10 @@ def fit(
     info = train_set.info  # type: ignore[attr-defined]
     torch.manual_seed(derive_seed(config.seed, "weights"))  # same start in every process
     model = build_model(config.model, info.num_classes, config.geometry, **config.backbone)
-    _check_data(model, train_set, config)
+    try:
+        check_data(model, train_set)
+    except FcnsegError as error:
+        raise FcnsegError(f"model '{config.model}', dataset '{config.dataset}': {error}") from None
     if config.init and not resume:
         initialize(model, config.init)
     model.to(context.device)
@@ -360,22 +363,27 @@ def fit(
     return FitResult(model, record, state.iteration)
 
 
-def _check_data(model: nn.Module, dataset: Dataset, config: TrainConfig) -> None:
-    """Fails before training if the images do not have the model's input channels, or the
-    labels not one channel per head of the model (SIFT Flow's two heads need ``task=both``)."""
+def check_data(model: nn.Module, dataset: Dataset) -> None:
+    """Fails at once if the images do not have the model's input channels, or the labels not
+    one channel per score head (SIFT Flow's two-headed nets need the dataset option
+    ``task=both``); the first sample stands for the dataset.
+
+    Raises:
+        FcnsegError: saying which and what to set.
+    """
     image, label = dataset[0]
     channels = _input_channels(model)
     if image.shape[0] != channels:
         raise FcnsegError(
-            f"model '{config.model}' takes {channels} input channels but dataset "
-            f"'{config.dataset}' gives {image.shape[0]} (NYUDv2: set the modality option)"
+            f"the model takes {channels} input channels but the dataset gives "
+            f"{image.shape[0]} (NYUDv2: set the dataset option modality)"
         )
     heads = len(model.heads) if isinstance(model, FCN) else 1
     tasks = label.shape[0] if label.dim() == 3 else 1
     if tasks != heads:
         raise FcnsegError(
-            f"model '{config.model}' has {heads} score heads but dataset '{config.dataset}' "
-            f"gives {tasks} label(s) per pixel (SIFT Flow: set the option task=both)"
+            f"the model has {heads} score heads but the dataset gives {tasks} label(s) per "
+            "pixel (SIFT Flow: set the dataset option task=both)"
         )
 
 
