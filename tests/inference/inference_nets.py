@@ -1,4 +1,4 @@
-"""Small nets with random weights everywhere, so that every layer shapes the scores."""
+"""Small nets with random weights that reach every layer, so that every layer shapes the scores."""
 
 from __future__ import annotations
 
@@ -6,33 +6,18 @@ import torch
 from torch import nn
 
 import fcnseg
+from fcnseg.inference.bench import he_initialize
 
 SMALL = {"width": 1 / 16, "fc_width": 16}
 
 
 def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Weights that carry the input through every layer, score layers included.
-
-    PyTorch's default initialisation shrinks the signal layer after layer until the deep
-    scores hardly depend on the image; He initialisation keeps it, so that every pixel of a
-    receptive field matters (a tiling seam or a wrong crop shows). Learnable upsamplings get
-    noise that mixes classes; the final bilinear upsampling stays as built.
-    """
+    """He-initialised weights (the deep layers matter), random BatchNorm statistics."""
+    he_initialize(model, seed=seed)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, module in model.named_modules():
-            if isinstance(module, nn.Conv2d):
-                fan_in = module.weight[0].numel()
-                # scores of a few units, as a trained net's; the features stay image-sized
-                gain = 1e-3 if "score" in name else 2.0
-                std = (gain / fan_in) ** 0.5
-                module.weight.copy_(std * torch.randn(module.weight.shape, generator=generator))
-                if module.bias is not None:
-                    module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
-            elif isinstance(module, nn.ConvTranspose2d) and module.weight.requires_grad:
-                noise = torch.randn(module.weight.shape, generator=generator)
-                module.weight.add_(0.1 * noise)
-            elif isinstance(module, nn.BatchNorm2d):
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
                 features = module.num_features
                 module.running_mean.copy_(torch.randn(features, generator=generator))
                 module.running_var.copy_(torch.rand(features, generator=generator) + 0.5)

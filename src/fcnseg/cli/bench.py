@@ -56,18 +56,15 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     measure = benchmark_training_step if args.train else benchmark_inference
     gemm: dict = {}
-    rows = [
-        measure(
-            model,
-            path,
-            height=height,
-            width=width,
-            batch=args.batch,
-            repeats=args.repeats,
-            gemm=gemm,
-        )
-        for path in args.precision
-    ]
+    rows = measure(
+        model,
+        args.precision,
+        height=height,
+        width=width,
+        batch=args.batch,
+        repeats=args.repeats,
+        gemm=gemm,
+    )
     print(format_table(rows, baseline=rows[0]))
     if args.json is not None:
         args.json.write_text(json.dumps([row.as_dict() for row in rows], indent=2) + "\n")

@@ -8,13 +8,15 @@ machine's own GEMM rate in the same precision, measured in the same run.
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import gc
+import math
 import os
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 
@@ -23,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from fcnseg.inference.export import relative_error
 from fcnseg.inference.optimize import DTYPES, optimize_for_inference, resolve_precision
 
 # "eager" is the plain model, fp32, as built: the baseline every speed-up is measured against.
@@ -59,6 +62,39 @@ class Measurement:
         return asdict(self)
 
 
+def he_initialize(model: nn.Module, *, seed: int = 0) -> nn.Module:
+    """Random weights that carry the image through every layer, in place: a stand-in for
+    trained weights when timing or measuring numerical error.
+
+    PyTorch's default initialisation shrinks the signal layer after layer until the deep
+    scores hardly depend on the image (and the FCN's score layers start at zero); He
+    initialisation keeps it, so every pixel of a receptive field matters. Score layers give
+    scores of a few units, as a trained net's; learnable upsamplings get noise that mixes
+    classes; the final bilinear upsampling stays as built.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Conv2d):
+                fan_in = module.weight[0].numel()
+                gain = 1e-3 if "score" in name.rsplit(".", 1)[-1] else 2.0
+                std = (gain / fan_in) ** 0.5
+                module.weight.copy_(std * torch.randn(module.weight.shape, generator=generator))
+                if module.bias is not None:
+                    module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
+            elif isinstance(module, nn.ConvTranspose2d) and module.weight.requires_grad:
+                noise = torch.randn(module.weight.shape, generator=generator)
+                module.weight.add_(0.1 * noise)
+    return model
+
+
+def precision_error(reference: torch.Tensor, result: torch.Tensor) -> dict[str, float]:
+    """Relative L2 error of ``result``'s scores against ``reference``'s, and the share of
+    pixels whose label (arg max over classes) differs."""
+    disagreement = float((result.argmax(1) != reference.argmax(1)).double().mean())
+    return {"relative_l2": relative_error(result, reference), "label_disagreement": disagreement}
+
+
 def time_call(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) -> Timing:
     """Times ``fn`` ``repeats`` times after ``warmup`` untimed calls."""
     for _ in range(warmup):
@@ -76,6 +112,13 @@ def count_flops(fn: Callable[[], object]) -> int:
     with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
+
+
+def forward_flops(model: nn.Module, x: torch.Tensor) -> int:
+    """FLOPs of ``model(x)``, counted on a copy on the meta device: shapes, no arithmetic."""
+    meta = copy.deepcopy(model).to("meta")
+    with torch.no_grad():
+        return count_flops(lambda: meta(x.to("meta")))
 
 
 def gemm_rate(dtype: torch.dtype, *, size: int = 2048, repeats: int = 5) -> float:
@@ -120,87 +163,115 @@ def peak_memory() -> Iterator[dict[str, float | None]]:
 
 def benchmark_inference(
     model: nn.Module,
-    path: str,
+    paths: Sequence[str],
     *,
     height: int = 500,
     width: int = 500,
     batch: int = 1,
     repeats: int = 3,
     gemm: dict[torch.dtype, float] | None = None,
-) -> Measurement:
-    """Times one forward pass of ``model`` on an N x C x H x W image batch along ``path``.
+) -> list[Measurement]:
+    """Times one forward pass of ``model`` on an N x C x H x W batch along each of ``paths``.
+
+    The paths are timed in turn, round after round (the best round counts), so that a load
+    that comes and goes on a shared machine falls on all of them alike.
 
     Args:
         model: the plain model (fp32, CPU); it is not modified.
-        path: ``eager`` (the model as it is) or a precision for
-            :func:`~fcnseg.inference.optimize_for_inference`.
+        paths: ``eager`` (the model as it is) or a precision for
+            :func:`~fcnseg.inference.optimize_for_inference`, each.
         height: input height.
         width: input width.
         batch: images per pass.
-        repeats: timed passes (the best counts).
+        repeats: timed rounds.
         gemm: GEMM rates by dtype already measured in this run; measured if absent.
     """
     model = model.eval()
     x = _example(model, batch, height, width)
-    with torch.no_grad():
-        flops = count_flops(lambda: model(x))
-    if path == "eager":
-        run, dtype = model, torch.float32
-    else:
-        run = optimize_for_inference(model, path)
-        dtype = run.dtype
-
-    def forward() -> None:
-        with torch.no_grad():
-            run(x)
-
-    with peak_memory() as memory:
-        forward()
-    timing = time_call(forward, repeats=repeats, warmup=0)
-    label = "eager" if path == "eager" else run.precision
-    return _measurement(label, x, flops, timing.best, memory["mb"], dtype, gemm)
+    flops = forward_flops(model, x)
+    runs = {}
+    for path in paths:
+        run = model if path == "eager" else optimize_for_inference(model, path)
+        label = "eager" if path == "eager" else run.precision
+        runs[label] = (_no_grad(run, x), DTYPES["fp32" if path == "eager" else label])
+    return _interleaved(runs, x, flops, repeats, gemm)
 
 
 def benchmark_training_step(
     model: nn.Module,
-    path: str,
+    paths: Sequence[str],
     *,
     height: int = 500,
     width: int = 500,
     batch: int = 1,
     repeats: int = 2,
     gemm: dict[torch.dtype, float] | None = None,
-) -> Measurement:
-    """Times one forward and backward pass (pixelwise softmax loss) of ``model``.
+) -> list[Measurement]:
+    """Times one forward and backward pass (pixelwise softmax loss) along each of ``paths``.
 
-    ``path``: ``eager`` (fp32, as built), ``fp32`` (channels-last) or ``bf16``/``fp16``
-    (channels-last under autocast, the way a training loop would use them).
+    ``eager``: fp32, as built; ``fp32``: channels-last; ``bf16``/``fp16``: channels-last under
+    autocast, the way a training loop would use them. Timed round after round, as
+    :func:`benchmark_inference`.
     """
-    model = model.train()
-    precision = "fp32" if path == "eager" else resolve_precision(path)
-    dtype = DTYPES[precision]
     x = _example(model, batch, height, width)
-    num_classes = _num_classes(model)
-    target = torch.randint(0, num_classes, (batch, height, width))
-    memory_format = torch.contiguous_format if path == "eager" else torch.channels_last
-    model = model.to(memory_format=memory_format)
-    x = x.contiguous(memory_format=memory_format)
+    target = torch.randint(0, _num_classes(model), (batch, height, width))
+    runs = {}
+    for path in paths:
+        precision = "fp32" if path == "eager" else resolve_precision(path)
+        label = "eager" if path == "eager" else precision
+        layout = torch.contiguous_format if path == "eager" else torch.channels_last
+        net = copy.deepcopy(model).train().to(memory_format=layout)
+        runs[label] = (
+            _training_step(net, x.contiguous(memory_format=layout), target, DTYPES[precision]),
+            DTYPES[precision],
+        )
+    first = next(iter(runs.values()))[0]
+    flops = count_flops(first)
+    return _interleaved(runs, x, flops, repeats, gemm)
 
+
+def _no_grad(net: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def forward() -> None:
+        with torch.no_grad():
+            net(x)
+
+    return forward
+
+
+def _training_step(
+    net: nn.Module, x: torch.Tensor, target: torch.Tensor, dtype: torch.dtype
+) -> Callable[[], None]:
     def step() -> None:
-        model.zero_grad(set_to_none=True)
+        net.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
-            scores = model(x)
+            scores = net(x)
             if isinstance(scores, dict):
                 scores = next(iter(scores.values()))
         F.cross_entropy(scores.float(), target).backward()
 
-    flops = count_flops(step)
-    with peak_memory() as memory:
-        step()
-    timing = time_call(step, repeats=repeats, warmup=0)
-    model.to(memory_format=torch.contiguous_format).zero_grad(set_to_none=True)
-    label = "eager" if path == "eager" else precision
-    return _measurement(label, x, flops, timing.best, memory["mb"], dtype, gemm)
+    return step
+
+
+def _interleaved(
+    runs: dict[str, tuple[Callable[[], None], torch.dtype]],
+    x: torch.Tensor,
+    flops: int,
+    repeats: int,
+    gemm: dict[torch.dtype, float] | None,
+) -> list[Measurement]:
+    memory = {}
+    for label, (run, _) in runs.items():
+        with peak_memory() as peak:  # the first call, which also warms the path up
+            run()
+        memory[label] = peak["mb"]
+    best = dict.fromkeys(runs, math.inf)
+    for _ in range(repeats):
+        for label, (run, _) in runs.items():
+            best[label] = min(best[label], time_call(run, repeats=1, warmup=0).best)
+    return [
+        _measurement(label, x, flops, best[label], memory[label], dtype, gemm)
+        for label, (_, dtype) in runs.items()
+    ]
 
 
 def format_table(rows: list[Measurement], *, baseline: Measurement | None = None) -> str:

@@ -34,14 +34,16 @@ from fcnseg.errors import FcnsegError
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-# Relative L2 error of the scores against fp32, and the share of pixels whose label differs,
-# that each precision stays within: measured on random-weight FCN-8s/VGG16 in both geometries
-# (benchmarks/inference.py prints the measured values; tests/inference hold every precision
-# to these bounds).
+# Bounds on the error each precision makes against fp32: the relative L2 error of the scores
+# and the share of pixels whose label differs. Measured with random He-initialised weights
+# (scores of a few units): bf16 0.4-0.7% (VGG16 FCNs), 1.5% (AlexNet), up to 2.5% (GoogLeNet,
+# the deepest); fp16 about ten times less; fp32 about 1e-7, the packed kernels summing in
+# another order. benchmarks/inference.py prints them for FCN-8s at 500x500; the tests hold
+# every net of every kind to these bounds.
 TOLERANCE = {
     "fp32": {"relative_l2": 1e-5, "label_disagreement": 1e-3},
-    "bf16": {"relative_l2": 2e-2, "label_disagreement": 5e-2},
-    "fp16": {"relative_l2": 3e-3, "label_disagreement": 1e-2},
+    "bf16": {"relative_l2": 5e-2, "label_disagreement": 5e-2},
+    "fp16": {"relative_l2": 5e-3, "label_disagreement": 1e-2},
 }
 
 
@@ -134,6 +136,8 @@ def optimize_for_inference(model: nn.Module, precision: str = "auto") -> Inferen
         _fuse_chain(net, chain)
     if device.type == "cpu" and _mkldnn_op_available():
         _pack_children(net, dtype)
+    if dtype != torch.float32:
+        _keep_in_fp32(net, _FP32_ONLY)
     net = net.to(dtype=dtype, memory_format=torch.channels_last)
     for parameter in net.parameters():
         parameter.requires_grad_(False)
@@ -182,6 +186,18 @@ class PackedConv2d(nn.Module):
             f"padding={tuple(self.padding)}, dilation={tuple(self.dilation)}, "
             f"groups={self.groups}, activation={self.activation}"
         )
+
+
+class Float32(nn.Module):
+    """Runs a layer that has no low-precision kernel (CPU LRN) in fp32, returning the input's
+    dtype."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x.float()).to(x.dtype)
 
 
 class ConvRelu(nn.Module):
@@ -261,6 +277,18 @@ def _is_classwise(weight: torch.Tensor) -> bool:
         return False
     off_diagonal = ~torch.eye(weight.shape[0], dtype=torch.bool)
     return bool((weight[off_diagonal] == 0).all())
+
+
+# Layers without a bf16/fp16 CPU kernel (local response normalisation pools in 3-D).
+_FP32_ONLY = (nn.LocalResponseNorm,)
+
+
+def _keep_in_fp32(module: nn.Module, kinds: tuple[type[nn.Module], ...]) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, kinds):
+            module.add_module(name, Float32(child))
+        else:
+            _keep_in_fp32(child, kinds)
 
 
 def _pack_children(module: nn.Module, dtype: torch.dtype) -> None:

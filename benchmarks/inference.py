@@ -1,0 +1,233 @@
+"""The paper's efficiency claims on this machine: FCN-8s VGG16 at 500x500, per path.
+
+Three tables, printed and written as JSON:
+
+1. **Inference** (one forward pass of the paper's "typical image", 500x500), per geometry and
+   path: ``eager`` is the plain fp32 model, the others go through
+   ``fcnseg.optimize_for_inference`` in that precision. Seconds per image, GFLOP/s achieved,
+   that rate as a share of this machine's GEMM rate in the same precision (measured in the
+   same run), peak memory, and each precision's error against fp32 (relative L2 of the
+   scores, share of labels that differ). The caffe geometry is the published nets' exactly;
+   the lean one shows the FLOPs the 100-pixel padding costs.
+2. **Training step** (forward, pixelwise loss, backward): eager fp32, channels-last fp32, and
+   channels-last under bf16 autocast.
+3. **Dense output** (section 3.2 against 3.3): FCN-32s's in-network upsampling, shift-and-
+   stitch (f x f = 1024 shifted passes) and the rarefied net, in FLOPs at full size
+   (counted on the meta device) and in seconds at a reduced width and size (all three
+   measured, fp32 eager). The lean geometry, so that a shifted pass is not mostly padding.
+
+Weights are random (He initialisation: every layer carries the signal, see
+``fcnseg.inference.bench.he_initialize``); speed does not depend on them. Run from the
+repository root with nothing else running::
+
+    python benchmarks/inference.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import fcnseg
+from fcnseg.inference import available_precisions, optimize_for_inference, rarefy
+from fcnseg.inference.bench import (
+    benchmark_inference,
+    benchmark_training_step,
+    count_flops,
+    format_table,
+    gemm_rate,
+    he_initialize,
+    precision_error,
+    time_call,
+)
+from fcnseg.inference.dense import fcn32s_score_chain, shift_and_stitch, total_stride
+from fcnseg.inference.optimize import DTYPES
+
+# Targets of issue 6, checked at the end.
+FASTEST_EXACT_SPEEDUP = 2.2
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="fcn8s-vgg16")
+    parser.add_argument("--size", type=int, nargs=2, default=(500, 500), metavar=("H", "W"))
+    parser.add_argument("--repeats", type=int, default=3, help="timed forward passes")
+    parser.add_argument("--train-repeats", type=int, default=1, help="timed training steps")
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=("inference", "training", "dense"),
+        help="tables to leave out",
+    )
+    parser.add_argument(
+        "--dense-size",
+        type=int,
+        default=96,
+        help="image side for the measured shift-and-stitch comparison (1024 passes)",
+    )
+    parser.add_argument("--results", default="benchmarks/results/inference.json")
+    return parser.parse_args(argv)
+
+
+def inference_table(args: argparse.Namespace, gemm: dict) -> list[dict]:
+    height, width = args.size
+    paths = ["eager", *available_precisions()]
+    rows = []
+    for geometry in ("caffe", "lean"):
+        model = he_initialize(fcnseg.build_model(args.model, 21, geometry)).eval()
+        measured = benchmark_inference(
+            model, paths, height=height, width=width, repeats=args.repeats, gemm=gemm
+        )
+        print(f"\n{args.model}, {geometry} geometry, forward pass")
+        print(format_table(measured, baseline=measured[0]))
+        x = 50 * torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            reference = model(x)
+        for row in measured:
+            error = {"relative_l2": 0.0, "label_disagreement": 0.0}
+            if row.path != "eager":
+                error = precision_error(reference, optimize_for_inference(model, row.path)(x))
+                print(
+                    f"  {row.path}: relative L2 error {error['relative_l2']:.1e}, "
+                    f"labels differing {error['label_disagreement']:.2%}"
+                )
+            rows.append({"geometry": geometry, **row.as_dict(), **error})
+        del model
+    return rows
+
+
+def training_table(args: argparse.Namespace, gemm: dict) -> list[dict]:
+    height, width = args.size
+    paths = ["eager", "fp32"] + (["bf16"] if "bf16" in available_precisions() else [])
+    rows = []
+    for geometry in ("caffe", "lean"):
+        model = he_initialize(fcnseg.build_model(args.model, 21, geometry))
+        measured = benchmark_training_step(
+            model, paths, height=height, width=width, repeats=args.train_repeats, gemm=gemm
+        )
+        rows.extend({"geometry": geometry, **row.as_dict()} for row in measured)
+        print(f"\n{args.model}, {geometry} geometry, training step (forward + backward)")
+        print(format_table(measured, baseline=measured[0]))
+        del model
+    return rows
+
+
+def dense_table(args: argparse.Namespace) -> list[dict]:
+    """Section 3.2's two ways to dense output against section 3.3's upsampling."""
+    height, width = args.size
+    rows = []
+    # Full size, FLOPs only: shift-and-stitch's 1024 passes would take most of an hour.
+    model = fcnseg.build_model("fcn32s-vgg16", 21, "lean").to("meta")
+    x = torch.empty(1, 3, height, width, device="meta")
+    chain = fcn32s_score_chain(model)
+    f = total_stride(chain)
+    full = {
+        "in-network upsampling (FCN-32s)": count_flops(lambda: model(x)),
+        f"shift-and-stitch ({f}x{f} passes)": count_flops(lambda: shift_and_stitch(chain, x, f)),
+        "rarefied filters (one pass)": count_flops(lambda: rarefy(chain)(x)),
+    }
+    # Reduced size, all three timed, same fp32 eager path.
+    side = args.dense_size
+    small = he_initialize(
+        fcnseg.build_model("fcn32s-vgg16", 21, "lean", width=1 / 8, fc_width=64)
+    ).eval()
+    small_chain = fcn32s_score_chain(small)
+    dense_net = rarefy(small_chain)
+    y = 50 * torch.randn(1, 3, side, side)
+    runs = {
+        "in-network upsampling (FCN-32s)": lambda: small(y),
+        f"shift-and-stitch ({f}x{f} passes)": lambda: shift_and_stitch(small_chain, y, f),
+        "rarefied filters (one pass)": lambda: dense_net(y),
+    }
+    print(
+        f"\nDense output (section 3.2 vs 3.3): FLOPs of VGG16 FCN-32s at {height}x{width}, "
+        f"seconds at width 1/8, {side}x{side}"
+    )
+    print(f"{'method':<36}{'GFLOP':>12}{'x upsampling':>14}{'seconds':>10}{'x upsampling':>14}")
+    baseline_flops = baseline_seconds = None
+    for name, flops in full.items():
+        with torch.no_grad():
+            seconds = time_call(runs[name], repeats=1, warmup=1 if "shift" not in name else 0)
+        baseline_flops = baseline_flops or flops
+        baseline_seconds = baseline_seconds or seconds.best
+        rows.append(
+            {
+                "method": name,
+                "gflop_full": flops / 1e9,
+                "seconds_small": seconds.best,
+                "small_size": side,
+            }
+        )
+        print(
+            f"{name:<36}{flops / 1e9:>12.0f}{flops / baseline_flops:>14.0f}"
+            f"{seconds.best:>10.3f}{seconds.best / baseline_seconds:>14.0f}"
+        )
+    return rows
+
+
+def check_targets(inference: list[dict]) -> list[str]:
+    """Issue 6's targets, each as a line saying whether it is met."""
+    by = {(row["geometry"], row["path"]): row for row in inference}
+    eager = by[("caffe", "eager")]["seconds_per_image"]
+    fastest = min(
+        (row for row in inference if row["geometry"] == "caffe" and row["path"] != "eager"),
+        key=lambda row: row["seconds_per_image"],
+    )
+    speedup = eager / fastest["seconds_per_image"]
+    fp32 = eager / by[("caffe", "fp32")]["seconds_per_image"]
+    saving = 1 - by[("lean", "eager")]["gflop"] / by[("caffe", "eager")]["gflop"]
+    met = {True: "met", False: "MISSED"}
+    return [
+        f"fastest exact-geometry path ({fastest['path']}): {speedup:.2f}x eager fp32 "
+        f"(target {FASTEST_EXACT_SPEEDUP}x: {met[speedup >= FASTEST_EXACT_SPEEDUP]})",
+        f"optimized fp32: {fp32:.2f}x eager fp32 (target >= 1: {met[fp32 >= 1]})",
+        f"caffe geometry: {by[('caffe', 'eager')]['gflop']:.0f} GFLOP (the paper's net: "
+        f"about 363); lean: {by[('lean', 'eager')]['gflop']:.0f} GFLOP, {saving:.0%} fewer",
+        f"'less than one fifth of a second for a typical image': "
+        f"{fastest['seconds_per_image']:.3f} s here on {torch.get_num_threads()} CPU threads",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.manual_seed(0)
+    started = time.perf_counter()
+    gemm = {DTYPES[p]: gemm_rate(DTYPES[p]) for p in available_precisions()}
+    print(
+        "GEMM rate (2048^3):",
+        ", ".join(f"{p} {gemm[DTYPES[p]] / 1e9:.0f} GFLOP/s" for p in available_precisions()),
+    )
+    results: dict = {
+        "machine": {
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "gemm_gflops": {str(k): v / 1e9 for k, v in gemm.items()},
+        },
+        "model": args.model,
+        "size": list(args.size),
+    }
+    if "inference" not in args.skip:
+        results["inference"] = inference_table(args, gemm)
+    if "training" not in args.skip:
+        results["training"] = training_table(args, gemm)
+    if "dense" not in args.skip:
+        results["dense"] = dense_table(args)
+    if "inference" in results:
+        results["targets"] = check_targets(results["inference"])
+        print("\n" + "\n".join(results["targets"]))
+    results["wall_seconds"] = time.perf_counter() - started
+    path = Path(args.results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {path} ({results['wall_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
