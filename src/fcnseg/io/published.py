@@ -26,29 +26,9 @@ CLASSIFIER = "classifier"
 
 _BERKELEY = "http://dl.caffe.berkeleyvision.org/"
 
-# data/pascal-context/classes-59.txt of the reference, background (index 0) included.
-PASCALCONTEXT_CLASSES = (
-    "background",
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
+# data/pascal-context/classes-59.txt of the reference, background (index 0) included: VOC's
+# 21 classes first, then 39 more.
+PASCALCONTEXT_CLASSES = VOC_CLASSES + (
     "bag",
     "bed",
     "bench",
