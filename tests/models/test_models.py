@@ -343,6 +343,14 @@ def test_staged_initialisation_starts_from_the_coarser_predictions():
     assert fine.score_pool4.weight.abs().sum() == 0
     x = torch.randn(1, 3, 150, 170) * 50
     with torch.no_grad():
+        # Exactly: the 16s net's fused stride-16 scores are the 32s net's stride-32 scores
+        # upsampled by upscore2, the zero skip adding nothing.
+        (fusion,) = fine.fusions
+        upscored = fine.upscore2(coarse.coarse_scores(x)[""])
+        c = fusion.crop_upscore
+        fused = fine.coarse_scores(x)[""]
+        height, width = fused.shape[-2:]
+        assert torch.equal(fused, upscored[:, :, c : c + height, c : c + width])
         out_coarse, out_fine = coarse(x), fine(x)
         fine.score_pool4.weight.normal_()
         out_fine_with_skip = fine(x)
