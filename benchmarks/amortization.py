@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from fcnseg.inference import optimize_for_inference
-from fcnseg.inference.bench import count_flops, time_call
+from fcnseg.inference.bench import count_flops, machine_load, time_call
 from fcnseg.models import AlexNet, classifier_geometry, convolutionalize
 
 # Section 3.1 and its footnote, milliseconds on the paper's GPU.
@@ -72,6 +72,7 @@ def backward_only(net: nn.Module, inputs: list[torch.Tensor]) -> Callable[[], No
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    load = {"at_start": machine_load()}
     torch.manual_seed(0)
     classifier = AlexNet().eval()
     fully_convolutional = convolutionalize(classifier, decapitate=False).eval()
@@ -150,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{paper_cells[0]:>10}{paper_cells[1]:>9}"
             )
             results[kind][way] = {"ms": ms, "ratio": ms / fcn_ms, "paper_ms": paper}
+    load["at_end"] = machine_load()
+    results["load"] = load
     path = Path(args.results)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")

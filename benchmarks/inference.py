@@ -26,6 +26,7 @@ repository root with nothing else running::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -34,14 +35,21 @@ from pathlib import Path
 import torch
 
 import fcnseg
-from fcnseg.inference import available_precisions, optimize_for_inference, rarefy
+from fcnseg.inference import (
+    available_precisions,
+    optimize_for_inference,
+    rarefy,
+    resolve_precision,
+)
 from fcnseg.inference.bench import (
+    Measurement,
     benchmark_inference,
     benchmark_training_step,
     count_flops,
     format_table,
     gemm_rate,
     he_initialize,
+    machine_load,
     precision_error,
     time_call,
 )
@@ -71,6 +79,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=96,
         help="image side for the measured shift-and-stitch comparison (1024 passes)",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time torch.compile (inductor, frozen weights) in the fastest precision",
+    )
     parser.add_argument("--results", default="benchmarks/results/inference.json")
     return parser.parse_args(argv)
 
@@ -98,8 +111,35 @@ def inference_table(args: argparse.Namespace, gemm: dict) -> list[dict]:
                     f"labels differing {error['label_disagreement']:.2%}"
                 )
             rows.append({"geometry": geometry, **row.as_dict(), **error})
+        if args.compile:
+            rows.append({"geometry": geometry, **compiled_forward(model, x, measured[0])})
         del model
     return rows
+
+
+def compiled_forward(model: torch.nn.Module, x: torch.Tensor, eager: Measurement) -> dict:
+    """torch.compile's best on this net, for comparison: inductor with frozen weights."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    precision = resolve_precision("auto")
+    net = copy.deepcopy(model).to(DTYPES[precision], memory_format=torch.channels_last)
+    compiled = torch.compile(net, dynamic=False)
+    x = x.to(DTYPES[precision], memory_format=torch.channels_last)
+    started = time.perf_counter()
+    with torch.no_grad():
+        compiled(x)
+        compile_seconds = time.perf_counter() - started
+        seconds = time_call(lambda: compiled(x), repeats=3, warmup=0).best
+    print(
+        f"  torch.compile ({precision}, freezing): {seconds:.3f} s/image "
+        f"({eager.seconds_per_image / seconds:.2f}x eager), compiling took {compile_seconds:.0f} s"
+    )
+    return {
+        "path": f"compile-{precision}",
+        "seconds_per_image": seconds,
+        "compile_seconds": compile_seconds,
+    }
 
 
 def training_table(args: argparse.Namespace, gemm: dict) -> list[dict]:
@@ -204,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         ", ".join(f"{p} {gemm[DTYPES[p]] / 1e9:.0f} GFLOP/s" for p in available_precisions()),
     )
     results: dict = {
+        "load_at_start": machine_load(),
         "machine": {
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
@@ -221,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     if "inference" in results:
         results["targets"] = check_targets(results["inference"])
         print("\n" + "\n".join(results["targets"]))
+    results["load_at_end"] = machine_load()
     results["wall_seconds"] = time.perf_counter() - started
     path = Path(args.results)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ import torch
 
 import fcnseg
 from fcnseg.inference import resolve_precision
-from fcnseg.inference.bench import benchmark_inference
+from fcnseg.inference.bench import benchmark_inference, machine_load
 from fcnseg.models.fcn import GEOMETRIES
 
 
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     height, width = args.size
     fast = resolve_precision("auto")
+    load = {"at_start": machine_load()}
     started = time.perf_counter()
     header = (
         f"{'model':<24}{'geometry':<10}{'GFLOP':>8}{'eager s':>10}{f'{fast} s':>10}{'speed-up':>10}"
@@ -80,10 +81,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             del model
     wall = time.perf_counter() - started
+    load["at_end"] = machine_load()
     path = Path(args.results)
     path.parent.mkdir(parents=True, exist_ok=True)
     results = {
         "size": [height, width],
+        "load": load,
         "threads": torch.get_num_threads(),
         "rows": rows,
         "wall_seconds": wall,

@@ -72,13 +72,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Exports, optionally checks, and prints what was written."""
-    from fcnseg.inference.bench import input_channels
     from fcnseg.inference.export import (
         export_onnx,
         export_torchscript,
         relative_error,
         run_onnx,
     )
+    from fcnseg.inference.optimize import input_channels
 
     model = load_model(args)
     channels = input_channels(model)

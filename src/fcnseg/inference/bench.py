@@ -14,6 +14,7 @@ import gc
 import math
 import os
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,7 +27,12 @@ from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from fcnseg.inference.export import relative_error
-from fcnseg.inference.optimize import DTYPES, optimize_for_inference, resolve_precision
+from fcnseg.inference.optimize import (
+    DTYPES,
+    input_channels,
+    optimize_for_inference,
+    resolve_precision,
+)
 
 # "eager" is the plain model, fp32, as built: the baseline every speed-up is measured against.
 PATHS = ("eager", "fp32", "bf16", "fp16", "auto")
@@ -60,6 +66,20 @@ class Measurement:
     def as_dict(self) -> dict[str, object]:
         """The fields, for ``json.dump``."""
         return asdict(self)
+
+
+def machine_load() -> dict[str, float]:
+    """The load average over the last minute beside this process's threads: above them,
+    other work shares the cores and every timing here is slower than the machine's."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    threads = torch.get_num_threads()
+    if load > threads:
+        print(
+            f"warning: load average {load:.1f} on {threads} threads: other work shares the "
+            "cores; timings will be slow and noisy",
+            file=sys.stderr,
+        )
+    return {"load_average_1min": load, "threads": threads}
 
 
 def he_initialize(model: nn.Module, *, seed: int = 0) -> nn.Module:
@@ -328,17 +348,6 @@ def _example(model: nn.Module, batch: int, height: int, width: int) -> torch.Ten
     generator = torch.Generator().manual_seed(0)
     # a mean-subtracted 0-255 image has values of tens
     return 50 * torch.randn(batch, input_channels(model), height, width, generator=generator)
-
-
-def input_channels(model: nn.Module) -> int:
-    """Channels of ``model``'s input (a late-fusion net's streams' inputs stacked)."""
-    streams = getattr(model, "in_channels", None)
-    if isinstance(streams, dict):
-        return sum(streams.values())
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            return module.in_channels
-    raise ValueError(f"{type(model).__name__} has no convolution")
 
 
 def _num_classes(model: nn.Module) -> int:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -74,7 +74,10 @@ def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str
         raise FcnsegError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
     available = available_precisions(device)
     if precision == "auto":
-        return "bf16" if "bf16" in available else "fp16" if "fp16" in available else "fp32"
+        if "bf16" in available:
+            return "bf16"
+        # a CPU without bf16 has no fp16 arithmetic faster than fp32 either
+        return "fp16" if device.type == "cuda" else "fp32"
     if precision not in available:
         raise FcnsegError(
             f"precision '{precision}' is not supported natively on this {device.type} device; "
@@ -108,7 +111,9 @@ class InferenceModel(nn.Module):
         return _as_fp32(scores)
 
 
-def optimize_for_inference(model: nn.Module, precision: str = "auto") -> InferenceModel:
+def optimize_for_inference(
+    model: nn.Module, precision: str = "auto", *, example_size: tuple[int, int] = (500, 500)
+) -> InferenceModel:
     """The same function as ``model`` in eval mode, faster.
 
     The model is copied, not modified. Eval-mode BatchNorms are folded into the convolutions
@@ -121,6 +126,8 @@ def optimize_for_inference(model: nn.Module, precision: str = "auto") -> Inferen
             classifier, a late-fusion net); its layers keep their names.
         precision: ``auto`` (bf16 where the device has it, else fp32), ``fp32``, ``bf16`` or
             ``fp16``. The error each precision makes is bounded by :data:`TOLERANCE`.
+        example_size: the image height and width the packed weight layouts are chosen for
+            (the paper's typical 500x500); every size runs, this one best.
 
     Returns:
         The optimized model; it takes and returns float32 tensors, like ``model``.
@@ -135,7 +142,8 @@ def optimize_for_inference(model: nn.Module, precision: str = "auto") -> Inferen
     for chain in list(_layer_chains(net)):
         _fuse_chain(net, chain)
     if device.type == "cpu" and _mkldnn_op_available():
-        _pack_children(net, dtype)
+        shapes = _convolution_inputs(net, (1, input_channels(net), *example_size))
+        _pack_children(net, dtype, shapes)
     if dtype != torch.float32:
         _keep_in_fp32(net, _FP32_ONLY)
     net = net.to(dtype=dtype, memory_format=torch.channels_last)
@@ -147,7 +155,13 @@ def optimize_for_inference(model: nn.Module, precision: str = "auto") -> Inferen
 class PackedConv2d(nn.Module):
     """A convolution with weights packed once for oneDNN and an optional fused ReLU."""
 
-    def __init__(self, conv: nn.Conv2d, dtype: torch.dtype, activation: str = "none") -> None:
+    def __init__(
+        self,
+        conv: nn.Conv2d,
+        dtype: torch.dtype,
+        activation: str = "none",
+        example: list[int] | None = None,
+    ) -> None:
         super().__init__()
         self.padding = list(conv.padding)
         self.stride = list(conv.stride)
@@ -157,9 +171,10 @@ class PackedConv2d(nn.Module):
         self.in_channels = conv.in_channels
         self.out_channels = conv.out_channels
         weight = conv.weight.detach().to(dtype).contiguous(memory_format=torch.channels_last)
-        # The packed layout is chosen for a typical input (a 500x500 image's maps are about
-        # this size after the first pools); it stays correct for every input size.
-        example = [1, conv.in_channels, 64, 64]
+        # oneDNN picks the packed layout for an input shape: a poor pick for the real shape
+        # costs a reorder per call (fc6's 7x7 kernel: three times slower). Every shape runs.
+        if example is None:
+            example = [1, conv.in_channels, 64, 64]
         self.packed_weight = torch._C._nn.mkldnn_reorder_conv2d_weight(
             weight.to_mkldnn(), self.padding, self.stride, self.dilation, self.groups, example
         )
@@ -222,7 +237,9 @@ class PhaseConvTranspose2d(nn.Module):
     (the bilinear kernels of ``fcnseg.models.upsample``), the convolution is depthwise.
     """
 
-    def __init__(self, deconv: nn.ConvTranspose2d, dtype: torch.dtype) -> None:
+    def __init__(
+        self, deconv: nn.ConvTranspose2d, dtype: torch.dtype, example: list[int] | None = None
+    ) -> None:
         super().__init__()
         kernel, stride, padding = (
             _square(v) for v in (deconv.kernel_size, deconv.stride, deconv.padding)
@@ -248,7 +265,7 @@ class PhaseConvTranspose2d(nn.Module):
         )
         with torch.no_grad():
             conv.weight.copy_(phases.reshape(conv.weight.shape))
-        self.phase_conv = PackedConv2d(conv, dtype)
+        self.phase_conv = PackedConv2d(conv, dtype, example=example)
         self.register_buffer("bias", None if deconv.bias is None else deconv.bias.detach())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -291,12 +308,40 @@ def _keep_in_fp32(module: nn.Module, kinds: tuple[type[nn.Module], ...]) -> None
             _keep_in_fp32(child, kinds)
 
 
-def _pack_children(module: nn.Module, dtype: torch.dtype) -> None:
+def _convolution_inputs(net: nn.Module, size: tuple[int, ...]) -> dict[str, list[int]]:
+    """The input shape of every (transposed) convolution of ``net`` for an input of ``size``,
+    by module name: one pass on the meta device, shapes only. None where ``net`` does not
+    take that size (a classifier's fully connected layers take their crop size only)."""
+    meta = copy.deepcopy(net).to("meta")
+    shapes: dict[str, list[int]] = {}
+
+    def record(name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
+        def hook(_: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            shapes.setdefault(name, list(inputs[0].shape))
+
+        return hook
+
+    for name, module in meta.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            module.register_forward_pre_hook(record(name))
+    try:
+        with torch.no_grad():
+            meta(torch.empty(size, device="meta"))
+    except RuntimeError:
+        return {}
+    return shapes
+
+
+def _pack_children(
+    module: nn.Module, dtype: torch.dtype, shapes: dict[str, list[int]], prefix: str = ""
+) -> None:
     for name, child in module.named_children():
+        path = f"{prefix}{name}"
         if _packable(child):
-            module.add_module(name, _pack(child, dtype))
+            conv_path = f"{path}.conv" if isinstance(child, ConvRelu) else path
+            module.add_module(name, _pack(child, dtype, shapes.get(conv_path)))
         else:
-            _pack_children(child, dtype)
+            _pack_children(child, dtype, shapes, f"{path}.")
 
 
 def _packable(module: nn.Module) -> bool:
@@ -318,13 +363,13 @@ def _packable(module: nn.Module) -> bool:
     )
 
 
-def _pack(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+def _pack(module: nn.Module, dtype: torch.dtype, example: list[int] | None) -> nn.Module:
     if isinstance(module, nn.ConvTranspose2d):
-        return PhaseConvTranspose2d(module, dtype)
+        return PhaseConvTranspose2d(module, dtype, example)
     if isinstance(module, ConvRelu):
-        return PackedConv2d(module.conv, dtype, "relu")
+        return PackedConv2d(module.conv, dtype, "relu", example)
     assert isinstance(module, nn.Conv2d)
-    return PackedConv2d(module, dtype)
+    return PackedConv2d(module, dtype, example=example)
 
 
 def _layer_chains(net: nn.Module) -> Iterator[list[tuple[str, nn.Module, bool]]]:
@@ -379,6 +424,17 @@ def _fold_batch_norm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
             shifted = shifted + bn.bias
         fused.bias = nn.Parameter(shifted)
     return fused
+
+
+def input_channels(model: nn.Module) -> int:
+    """Channels of ``model``'s input (a late-fusion net's streams' inputs stacked)."""
+    streams = getattr(model, "in_channels", None)
+    if isinstance(streams, dict):
+        return sum(streams.values())
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.in_channels
+    raise ValueError(f"{type(model).__name__} has no convolution")
 
 
 def _as_fp32(scores: torch.Tensor) -> torch.Tensor:

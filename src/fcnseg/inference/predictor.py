@@ -138,8 +138,9 @@ class Predictor:
         return jobs
 
     def _scores(self, windows: torch.Tensor) -> torch.Tensor:
+        device = next(self.model.parameters(), windows).device
         with torch.no_grad():
-            scores = self.model(windows)
+            scores = self.model(windows.to(device))
         if isinstance(scores, dict):
             head = self.head if self.head is not None else next(iter(scores))
             if head not in scores:
