@@ -28,6 +28,12 @@ from fcnseg.models.fcn import GEOMETRIES
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=torch.get_num_threads(),
+        help="CPU threads (default: all); fewer when other work holds some cores",
+    )
     parser.add_argument("--size", type=int, nargs=2, default=(500, 500), metavar=("H", "W"))
     parser.add_argument("--repeats", type=int, default=1, help="timed rounds per model")
     parser.add_argument("--models", nargs="*", default=fcnseg.list_models())
@@ -37,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    torch.set_num_threads(args.threads)
     height, width = args.size
     fast = resolve_precision("auto")
     load = {"at_start": machine_load()}

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 from fcnseg.cli.export import add_model_arguments, load_model
 from fcnseg.errors import FcnsegError
 
@@ -42,6 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--train", action="store_true", help="time a forward and backward pass instead"
     )
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads (default: all); fewer when others hold cores"
+    )
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     parser.set_defaults(run=run)
 
@@ -53,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
     height, width = args.size
     if min(height, width, args.batch, args.repeats) < 1:
         raise FcnsegError("--size, --batch and --repeats take positive numbers")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise FcnsegError(f"--threads {args.threads}: expected a positive number")
+        torch.set_num_threads(args.threads)
     model = load_model(args)
     measure = benchmark_training_step if args.train else benchmark_inference
     gemm: dict = {}
