@@ -93,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--iters",
         type=int,
         nargs=3,
-        default=[900, 200, 200],
+        default=[3200, 800, 1340],
         metavar=("FCN32S", "FCN16S", "FCN8S"),
         help="optimiser steps per stage",
     )
@@ -101,11 +101,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--lr",
         type=float,
         nargs=3,
-        default=[2e-3, 5e-4, 5e-4],
+        default=[2e-3, 1e-3, 1e-3],
         metavar=("FCN32S", "FCN16S", "FCN8S"),
         help="Adam's rate per stage",
     )
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument(
         "--crop",
         type=int,
@@ -117,7 +117,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--balance",
         choices=BALANCING,
-        default="median",
+        default="sqrt-median",
         help="class weights of the loss: median frequency balancing, its square root, or none",
     )
     parser.add_argument(
@@ -128,9 +128,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "past its share stops early and keeps its last step",
     )
     parser.add_argument(
-        "--rescale",
-        action="store_true",
-        help="after each stage, rescale the steps of the next ones to the time left",
+        "--no-rescale",
+        dest="rescale",
+        action="store_false",
+        help="keep the planned steps of every stage (by default, after each stage the steps "
+        "of the next ones are rescaled to the time left at the rate it ran)",
     )
     parser.add_argument(
         "--threads",
@@ -139,14 +141,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="torch intra-op threads (on a shared 2-core machine one thread "
         "was 3x faster than two)",
     )
-    parser.add_argument("--results", default="benchmarks/results/camvid.json")
+    parser.add_argument(
+        "--results",
+        help="the JSON results (default: benchmarks/results/camvid.json; none with --eval-only)",
+    )
     parser.add_argument(
         "--ship", action="store_true", help=f"copy the FCN-8s into the package as '{SHIPPED_NAME}'"
     )
     parser.add_argument(
         "--eval-only", action="store_true", help="score the stages already trained in --out"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.results is None and not args.eval_only:
+        args.results = "benchmarks/results/camvid.json"
+    return args
 
 
 def stages(args: argparse.Namespace) -> list[Stage]:
@@ -187,7 +195,7 @@ def train(
     """Trains the three stages in turn; returns each stage's checkpoint and training seconds.
 
     Each stage gets the share of the remaining budget its steps are of the remaining steps.
-    With ``--rescale``, the steps of the stages still to come are rescaled after each stage
+    Unless ``--no-rescale``, the steps of the stages still to come are rescaled after each stage
     to fill the remaining budget at the rate that stage ran (a shared machine's speed varies),
     so that every stage's learning rate policy runs to its end within the budget.
     """
@@ -315,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     class_names = list(val_set.info.class_names)
     print(f"\nCamVid val, {len(val_set)} images at 480x360, void ignored (percent)\n")
     print(table(records, class_names))
-    print(f"\ntraining {sum(seconds) / 60:.1f} min; evaluation {eval_seconds / 60:.1f} min")
+    trained = f"training {sum(seconds) / 60:.1f} min; " if seconds else ""
+    print(f"\n{trained}evaluation {eval_seconds / 60:.1f} min")
 
     results = {
         "dataset": "camvid",
@@ -330,10 +339,11 @@ def main(argv: list[str] | None = None) -> int:
         "eval_seconds": eval_seconds,
         "stages": records,
     }
-    path = Path(args.results)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {path}")
+    if args.results:
+        path = Path(args.results)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {path}")
     if args.ship:
         print(f"shipped {ship(checkpoints[-1], records[STAGES[-1]])}")
     return 0
