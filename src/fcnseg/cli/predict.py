@@ -29,7 +29,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("images", nargs="+", type=Path, help="image files")
     parser.add_argument("--model", required=True, help="checkpoint path or shipped model name")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("predictions"),
+        help="output folder (default: ./predictions, never the images' own folder)",
+    )
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument("--tile", type=int, help="run images larger than this in tiles")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
