@@ -167,52 +167,57 @@ def training_table(args: argparse.Namespace, gemm: dict) -> list[dict]:
 def dense_table(args: argparse.Namespace) -> list[dict]:
     """Section 3.2's two ways to dense output against section 3.3's upsampling."""
     height, width = args.size
-    rows = []
-    # Full size, FLOPs only: shift-and-stitch's 1024 passes would take most of an hour.
-    model = fcnseg.build_model("fcn32s-vgg16", 21, "lean").to("meta")
-    x = torch.empty(1, 3, height, width, device="meta")
-    chain = fcn32s_score_chain(model)
-    f = total_stride(chain)
-    full = {
-        "in-network upsampling (FCN-32s)": count_flops(lambda: model(x)),
-        f"shift-and-stitch ({f}x{f} passes)": count_flops(lambda: shift_and_stitch(chain, x, f)),
-        "rarefied filters (one pass)": count_flops(lambda: rarefy(chain)(x)),
-    }
-    # Reduced size, all three timed, same fp32 eager path.
     side = args.dense_size
+    f = 32  # VGG16's total stride, checked below
+    # Full width and size: FLOPs only (shift-and-stitch's 1024 passes would take an hour).
+    # Width 1/8 at side x side: FLOPs and seconds, all three run (fp32 eager).
+    full = fcnseg.build_model("fcn32s-vgg16", 21, "lean")
     small = he_initialize(
         fcnseg.build_model("fcn32s-vgg16", 21, "lean", width=1 / 8, fc_width=64)
     ).eval()
-    small_chain = fcn32s_score_chain(small)
-    dense_net = rarefy(small_chain)
-    y = 50 * torch.randn(1, 3, side, side)
-    runs = {
-        "in-network upsampling (FCN-32s)": lambda: small(y),
-        f"shift-and-stitch ({f}x{f} passes)": lambda: shift_and_stitch(small_chain, y, f),
-        "rarefied filters (one pass)": lambda: dense_net(y),
+    methods = {
+        "in-network upsampling (FCN-32s)": lambda net, x: net(x),
+        f"shift-and-stitch ({f}x{f} passes)": lambda net, x: shift_and_stitch(
+            fcn32s_score_chain(net), x, f
+        ),
+        "rarefied filters (one pass)": lambda net, x: rarefy(fcn32s_score_chain(net))(x),
     }
+    assert total_stride(fcn32s_score_chain(small)) == f
+    big_input = torch.empty(1, 3, height, width, device="meta")
+    small_input = 50 * torch.randn(1, 3, side, side)
+    meta_full, meta_small = full.to("meta"), copy.deepcopy(small).to("meta")
     print(
-        f"\nDense output (section 3.2 vs 3.3): FLOPs of VGG16 FCN-32s at {height}x{width}, "
-        f"seconds at width 1/8, {side}x{side}"
+        f"\nDense output (section 3.2 vs 3.3), VGG16 FCN-32s, lean geometry: GFLOP at "
+        f"{height}x{width}; GFLOP and seconds at width 1/8, {side}x{side}"
     )
-    print(f"{'method':<36}{'GFLOP':>12}{'x upsampling':>14}{'seconds':>10}{'x upsampling':>14}")
-    baseline_flops = baseline_seconds = None
-    for name, flops in full.items():
+    header = (
+        f"{'method':<36}{'GFLOP':>10}{'x':>6}{'GFLOP small':>13}{'x':>6}{'seconds':>10}{'x':>6}"
+    )
+    print(header + "\n" + "-" * len(header))
+    rows = []
+    first: dict | None = None
+    for name, method in methods.items():
         with torch.no_grad():
-            seconds = time_call(runs[name], repeats=1, warmup=1 if "shift" not in name else 0)
-        baseline_flops = baseline_flops or flops
-        baseline_seconds = baseline_seconds or seconds.best
-        rows.append(
-            {
-                "method": name,
-                "gflop_full": flops / 1e9,
-                "seconds_small": seconds.best,
-                "small_size": side,
-            }
-        )
+            flops = count_flops(lambda m=method: m(meta_full, big_input))
+            small_flops = count_flops(lambda m=method: m(meta_small, small_input.to("meta")))
+            seconds = time_call(
+                lambda m=method: m(small, small_input),
+                repeats=1,
+                warmup=0 if "shift" in name else 1,  # 1024 passes are their own warm-up
+            ).best
+        row = {
+            "method": name,
+            "gflop_full": flops / 1e9,
+            "gflop_small": small_flops / 1e9,
+            "seconds_small": seconds,
+            "small_size": side,
+        }
+        first = first or row
+        rows.append(row)
         print(
-            f"{name:<36}{flops / 1e9:>12.0f}{flops / baseline_flops:>14.0f}"
-            f"{seconds.best:>10.3f}{seconds.best / baseline_seconds:>14.0f}"
+            f"{name:<36}{flops / 1e9:>10.0f}{flops / 1e9 / first['gflop_full']:>6.0f}"
+            f"{small_flops / 1e9:>13.2f}{small_flops / 1e9 / first['gflop_small']:>6.0f}"
+            f"{seconds:>10.3f}{seconds / first['seconds_small']:>6.0f}"
         )
     return rows
 

@@ -15,8 +15,13 @@ convolutions, one per output phase, interlaced by a pixel shuffle: the same sums
 fast convolution path (and class-wise for the fixed bilinear kernels, which never mix classes).
 On CUDA the net is cast to fp16/bf16 and channels-last; cuDNN does the rest.
 
-``torch.compile`` was measured and does not pay here: with freezing it was slower than the
-packed eager path on this net (see ``benchmarks/README.md``), and it recompiles per image size.
+AlexNet's and GoogLeNet's local response normalisation, which has no bf16 CPU kernel, runs
+in fp32 as sums of shifted channel slices.
+
+``torch.compile`` (inductor, frozen weights) was measured beside this path
+(``benchmarks/inference.py --compile``): as fast within run-to-run noise on the Caffe
+geometry, slower on the lean one, and seconds of compiling for every new image size (a
+predictor sees many). It is not used.
 """
 
 from __future__ import annotations
