@@ -90,6 +90,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also time torch.compile (inductor, frozen weights) in the fastest precision",
     )
+    parser.add_argument(
+        "--checkpoint", help="also measure each precision's error with these trained weights..."
+    )
+    parser.add_argument(
+        "--images", nargs="*", default=[], help="...on these image files (e.g. CamVid val)"
+    )
     parser.add_argument("--results", default="benchmarks/results/inference.json")
     return parser.parse_args(argv)
 
@@ -222,6 +228,50 @@ def dense_table(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def trained_errors(args: argparse.Namespace) -> dict:
+    """Each precision's error against fp32 with trained weights on real images."""
+    import numpy as np
+    from PIL import Image
+
+    from fcnseg.io.convention import InputConvention
+    from fcnseg.pretrained import load_pretrained
+
+    model, metadata = load_pretrained(args.checkpoint)
+    model.eval()
+    convention = InputConvention.from_dict(metadata["input_convention"])
+    fast = {p: optimize_for_inference(model, p) for p in available_precisions()}
+    errors: dict[str, list[dict]] = {p: [] for p in fast}
+    for path in args.images:
+        with Image.open(path) as image:
+            rgb = torch.from_numpy(np.array(image.convert("RGB")))
+        x = convention.normalize(rgb.permute(2, 0, 1)[None])  # 1×3×H×W
+        with torch.no_grad():
+            reference = model(x)
+        if isinstance(reference, dict):
+            reference = next(iter(reference.values()))
+        for precision, net in fast.items():
+            result = net(x)
+            if isinstance(result, dict):
+                result = next(iter(result.values()))
+            errors[precision].append(precision_error(reference, result))
+    print(f"\nError against fp32, {args.checkpoint} on {len(args.images)} images")
+    summary = {}
+    for precision, measured in errors.items():
+        l2 = [e["relative_l2"] for e in measured]
+        labels = [e["label_disagreement"] for e in measured]
+        summary[precision] = {
+            "relative_l2_mean": float(np.mean(l2)),
+            "relative_l2_max": float(np.max(l2)),
+            "label_disagreement_mean": float(np.mean(labels)),
+            "label_disagreement_max": float(np.max(labels)),
+        }
+        print(
+            f"  {precision}: relative L2 error {np.mean(l2):.1e} (max {np.max(l2):.1e}), "
+            f"labels differing {np.mean(labels):.2%} (max {np.max(labels):.2%})"
+        )
+    return {"checkpoint": args.checkpoint, "images": len(args.images), **summary}
+
+
 def check_targets(inference: list[dict]) -> list[str]:
     """Issue 6's targets, each as a line saying whether it is met."""
     by = {(row["geometry"], row["path"]): row for row in inference}
@@ -271,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
         results["training"] = training_table(args, gemm)
     if "dense" not in args.skip:
         results["dense"] = dense_table(args)
+    if args.checkpoint is not None:
+        if not args.images:
+            raise SystemExit("--checkpoint needs --images")
+        results["trained_errors"] = trained_errors(args)
     if "inference" in results:
         results["targets"] = check_targets(results["inference"])
         print("\n" + "\n".join(results["targets"]))
