@@ -35,7 +35,7 @@ class Predictor:
     Args:
         model: an FCN (or a net of FCNs); it is copied and prepared by
             :func:`~fcnseg.inference.optimize_for_inference`.
-        precision: ``fp32`` (the default: the model's own numbers), ``bf16``, ``fp16`` or
+        precision: ``fp32`` (the default: the model's numbers to about 1e-7), ``bf16``, ``fp16`` or
             ``auto``.
         tile: the largest window side, in pixels; ``None`` runs every image whole.
         batch_size: the most windows (or images) in one forward pass.
