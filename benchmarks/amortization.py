@@ -20,16 +20,14 @@ the paper's ratios and written as JSON. Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from fcnseg.inference import optimize_for_inference
-from fcnseg.inference.bench import count_flops, machine_load, time_call
+from fcnseg.inference.bench import count_flops, machine_load, time_call, write_results
 from fcnseg.models import AlexNet, classifier_geometry, convolutionalize
 
 # Section 3.1 and its footnote, milliseconds on the paper's GPU.
@@ -161,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             results[kind][way] = {"ms": ms, "ratio": ms / fcn_ms, "paper_ms": paper}
     load["at_end"] = machine_load()
     results["load"] = load
-    path = Path(args.results)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    path = write_results(args.results, results)
     print(f"wrote {path}")
     return 0
 

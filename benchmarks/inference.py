@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -52,6 +50,7 @@ from fcnseg.inference.bench import (
     machine_load,
     precision_error,
     time_call,
+    write_results,
 )
 from fcnseg.inference.dense import fcn32s_score_chain, shift_and_stitch, total_stride
 from fcnseg.inference.optimize import DTYPES
@@ -330,9 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + "\n".join(results["targets"]))
     results["load_at_end"] = machine_load()
     results["wall_seconds"] = time.perf_counter() - started
-    path = Path(args.results)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    path = write_results(args.results, results)
     print(f"\nwrote {path} ({results['wall_seconds']:.0f} s)")
     return 0
 

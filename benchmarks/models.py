@@ -13,16 +13,14 @@ repository root with nothing else running::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 import fcnseg
 from fcnseg.inference import resolve_precision
-from fcnseg.inference.bench import benchmark_inference, machine_load
+from fcnseg.inference.bench import benchmark_inference, machine_load, write_results
 from fcnseg.models.fcn import GEOMETRIES
 
 
@@ -89,8 +87,6 @@ def main(argv: list[str] | None = None) -> int:
             del model
     wall = time.perf_counter() - started
     load["at_end"] = machine_load()
-    path = Path(args.results)
-    path.parent.mkdir(parents=True, exist_ok=True)
     results = {
         "size": [height, width],
         "load": load,
@@ -98,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "wall_seconds": wall,
     }
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    path = write_results(args.results, results)
     print(f"wrote {path} ({wall:.0f} s)")
     return 0
 

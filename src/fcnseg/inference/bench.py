@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import ctypes
 import gc
+import json
 import math
 import os
 import statistics
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -369,3 +371,11 @@ def _trim_heap() -> None:
     # baseline the memory in use, not the memory once used.
     with suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def write_results(path: str | os.PathLike[str], results: dict) -> Path:
+    """Writes a benchmark's results as indented JSON, creating the folder; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path
