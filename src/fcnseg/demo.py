@@ -16,9 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fcnseg.data import colorize, deprocess, overlay
-from fcnseg.data.synthetic import SYNTHETIC, SyntheticShapes, synthetic_dataset
-from fcnseg.evaluate import format_table, write_metrics
+from fcnseg.data import SYNTHETIC, SyntheticShapes, colorize, overlay, synthetic_dataset
+from fcnseg.evaluation import format_table, write_metrics
 from fcnseg.models import FCN
 from fcnseg.train import TrainConfig, fit, recipe
 
@@ -82,8 +81,8 @@ def run_demo(
     torch.set_num_threads(settings.threads)
     try:
         # the splits `fcnseg eval --dataset synthetic --split test` reads too
-        train = synthetic_dataset("train", seed=settings.seed, size=settings.size)
-        test = synthetic_dataset("test", seed=settings.seed, size=settings.size)
+        train = synthetic_dataset(None, "train", seed=settings.seed, size=settings.size)
+        test = synthetic_dataset(None, "test", seed=settings.seed, size=settings.size)
         result = fit(
             demo_config(settings), out / "run", train_set=train, val_set=test, progress=progress
         )
@@ -125,7 +124,7 @@ def write_overlays(model: FCN, dataset: SyntheticShapes, folder: Path, count: in
     for index in range(min(count, len(dataset))):
         image, label = dataset[index]
         prediction = model(image[None]).argmax(1)[0]
-        rgb = deprocess(image, dataset.info.mean_bgr)
+        rgb = dataset.convention.deprocess(image)
         panels = [
             rgb,
             np.asarray(colorize(label, palette).convert("RGB")),

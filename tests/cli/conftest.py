@@ -45,7 +45,7 @@ def folder_dataset(tmp_path: Path) -> Path:
 def checkpoint(tmp_path: Path) -> Path:
     """An FCN-8s checkpoint for the six synthetic classes, with random score layers."""
     torch.manual_seed(0)
-    model = fcnseg.build_model("fcn8s-vgg16", 6, "lean", **BACKBONE)
+    model = fcnseg.build_model("fcn8s-vgg16", num_classes=6, geometry="lean", **BACKBONE)
     with torch.no_grad():
         for name, param in model.named_parameters():
             if name.startswith("score"):

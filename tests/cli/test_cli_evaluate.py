@@ -15,7 +15,7 @@ from fcnseg.data import build_dataset
 from fcnseg.data.synthetic import SYNTHETIC_CLASSES
 from fcnseg.evaluate import evaluate, evaluation_loader
 from fcnseg.evaluate.evaluate import for_dataset
-from fcnseg.io.convention import InputConvention
+from fcnseg.convention import InputConvention
 from fcnseg.pretrained import load_pretrained
 
 

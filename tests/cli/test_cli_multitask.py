@@ -73,7 +73,9 @@ def test_dataset_option_mistakes_are_one_line(
     assert "has no option 'colour'" in one_error_line(capsys.readouterr().err)
 
     # An RGB-D checkpoint scored on the colour images alone.
-    model = fcnseg.build_model("fcn32s-rgbd-vgg16", 40, "lean", width=1 / 8, fc_width=16)
+    model = fcnseg.build_model(
+        "fcn32s-rgbd-vgg16", num_classes=40, geometry="lean", width=1 / 8, fc_width=16
+    )
     backbone = {"width": 1 / 8, "fc_width": 16}
     metadata = model_metadata("fcn32s-rgbd-vgg16", 40, "lean", backbone, nyud_info("color-depth"))
     save_checkpoint(tmp_path / "rgbd" / "best", model, {**metadata, "iteration": 0})

@@ -30,7 +30,7 @@ def small_model(name: str = "fcn8s-vgg16", geometry: str = "caffe", **options: o
     """A named FCN at a sixteenth of VGG16's width, random weights."""
     torch.manual_seed(0)
     backbone = {**SMALL, **options} if "vgg16" in name else options
-    return randomize(fcnseg.build_model(name, 5, geometry, **backbone))
+    return randomize(fcnseg.build_model(name, num_classes=5, geometry=geometry, **backbone))
 
 
 def image(*shape: int, seed: int = 0) -> torch.Tensor:

@@ -10,7 +10,7 @@ from torch import nn
 from fcnseg import FcnsegError
 from fcnseg.inference import (
     TOLERANCE,
-    available_precisions,
+    native_precisions,
     optimize_for_inference,
     resolve_precision,
 )
@@ -18,7 +18,7 @@ from fcnseg.inference.bench import precision_error
 from fcnseg.inference.export import relative_error
 from fcnseg.inference.optimize import PackedConv2d, PhaseConvTranspose2d
 
-PRECISIONS = available_precisions("cpu")
+PRECISIONS = native_precisions("cpu")
 SIZES = [(1, 64, 64), (2, 97, 131), (1, 200, 37)]
 
 

@@ -10,7 +10,7 @@ from torch import nn
 from fcnseg import FcnsegError
 from fcnseg.inference import (
     Predictor,
-    available_precisions,
+    native_precisions,
     tile_alignment,
     tile_margin,
     tile_spans,
@@ -111,7 +111,7 @@ def test_images_of_different_sizes_in_one_call() -> None:
         assert torch.equal(label, proba.argmax(0))
 
 
-@pytest.mark.skipif("bf16" not in available_precisions(), reason="no native bf16 here")
+@pytest.mark.skipif("bf16" not in native_precisions(), reason="no native bf16 here")
 def test_bf16_predictor_agrees_on_labels() -> None:
     model = small_model("fcn8s-vgg16", "lean")
     x = image(3, 96, 128)

@@ -18,7 +18,7 @@ from weight_files import SMALL, fcn_blobs, random_blobs, state_from_blobs, write
 from fcnseg.errors import FcnsegError
 from fcnseg.io import InputConvention, convert, load_weights
 from fcnseg.io._mapping import classifier_fcn_state_dict
-from fcnseg.io.convention import TORCHVISION_IMAGENET, caffe_convention
+from fcnseg.convention import TORCHVISION_IMAGENET, caffe_convention
 from fcnseg.io.published import (
     NYUD_HHA,
     SIFTFLOW_CLASSES,
@@ -78,7 +78,7 @@ def test_fcn_files_convert_bit_for_bit_and_load_strictly(
     state, metadata = convert(path, model, 21, dst, source=VGG_FCNS[model], **SMALL)
 
     _assert_bit_equal(state, blobs)
-    net = build_model(model, 21, **SMALL)
+    net = build_model(model, num_classes=21, **SMALL)
     net.load_state_dict(state, strict=True)
     loaded, loaded_metadata = load_weights(dst)
     assert loaded_metadata == metadata
@@ -112,7 +112,7 @@ def test_pytorch_fcn_atonce_without_scale_blobs_gets_the_fixed_scales(tmp_path: 
     assert torch.equal(state["scale_pool4.weight"], torch.full((64,), 0.01))
     assert torch.equal(state["scale_pool3.weight"], torch.full((32,), 0.0001))
     assert metadata.input == VOC  # pytorch-fcn's convention: BGR, 0-255, the reference mean
-    build_model("fcn8s-atonce-vgg16", 21, **SMALL).load_state_dict(state, strict=True)
+    build_model("fcn8s-atonce-vgg16", num_classes=21, **SMALL).load_state_dict(state, strict=True)
     # a .caffemodel of the at-once net carries its Scale blobs, and must
     caffe_path = write_caffemodel(tmp_path / "atonce.caffemodel", blobs)
     with pytest.raises(FcnsegError, match="no layer 'scale_pool4', 'scale_pool3'"):
@@ -151,7 +151,7 @@ def test_v1_vgg16_classifier_becomes_an_fcn_that_scores_as_the_classifier(
     expected_upscore = np.zeros((21, 21, 64, 64), np.float32)
     expected_upscore[range(21), range(21)] = _bilinear(64)
     np.testing.assert_allclose(state["upscore.weight"].numpy(), expected_upscore, atol=1e-7)
-    build_model("fcn32s-vgg16", 21, **options).load_state_dict(state, strict=True)
+    build_model("fcn32s-vgg16", num_classes=21, **options).load_state_dict(state, strict=True)
 
     # The classifier, from the file's fully connected weights, on a 224 x 224 input...
     classifier = VGG16(**options).eval()
@@ -211,7 +211,7 @@ def test_torchvision_vgg16_maps_to_caffe_names(tmp_path: Path) -> None:
     assert metadata.input == TORCHVISION_IMAGENET
     assert converted["conv5_3.weight"].numpy().tobytes() == blobs["conv5_3"][0].tobytes()
     assert converted["fc6.weight"].numpy().tobytes() == blobs["fc6"][0].tobytes()
-    build_model("fcn16s-vgg16", 21, **SMALL).load_state_dict(converted, strict=True)
+    build_model("fcn16s-vgg16", num_classes=21, **SMALL).load_state_dict(converted, strict=True)
 
 
 def test_folding_torchvision_standardisation_is_exact_at_the_border(tmp_path: Path) -> None:
@@ -272,7 +272,7 @@ def test_googlenet_classifier_drops_classifier_and_auxiliary_losses(tmp_path: Pa
     trunk = {k: v for k, v in blobs.items() if not k.startswith(("loss1", "loss2", "loss3"))}
     _assert_bit_equal(state, trunk)
     assert "inception_3a.pool_proj.weight" in state
-    build_model("fcn32s-googlenet", 21).load_state_dict(state, strict=True)
+    build_model("fcn32s-googlenet", num_classes=21).load_state_dict(state, strict=True)
 
     blobs["my_layer"] = [np.ones(3, np.float32)]
     path = write_caffemodel(tmp_path / "bvlc_googlenet.caffemodel", blobs)
@@ -323,7 +323,7 @@ def test_siftflow_file_gives_either_head(tmp_path: Path) -> None:
     assert metadata.classes == SIFTFLOW_GEOMETRIC_CLASSES
     assert state["score_pool3.weight"].numpy().tobytes() == blobs["score_pool3_geo"][0].tobytes()
     assert state["conv1_1.weight"].numpy().tobytes() == blobs["conv1_1"][0].tobytes()
-    build_model("fcn8s-vgg16", 3, **SMALL).load_state_dict(state, strict=True)
+    build_model("fcn8s-vgg16", num_classes=3, **SMALL).load_state_dict(state, strict=True)
 
 
 def test_late_fusion_file_gives_either_stream(tmp_path: Path) -> None:
@@ -413,7 +413,7 @@ def test_siftflow_file_loads_whole_into_the_two_headed_net(tmp_path: Path) -> No
 
     assert metadata.classes == SIFTFLOW_CLASSES
     _assert_bit_equal(state, blobs)
-    build_model(model, 33, **SMALL).load_state_dict(state, strict=True)
+    build_model(model, num_classes=33, **SMALL).load_state_dict(state, strict=True)
 
 
 def test_late_fusion_file_loads_whole_into_the_fusion_net(tmp_path: Path) -> None:
@@ -427,4 +427,4 @@ def test_late_fusion_file_loads_whole_into_the_fusion_net(tmp_path: Path) -> Non
     assert state["color.conv1_1.weight"].numpy().tobytes() == blobs["conv1_1color"][0].tobytes()
     assert state["hha.score_fr.bias"].numpy().tobytes() == blobs["score_frhha"][1].tobytes()
     assert torch.equal(state["hha.upscore.weight"], state["color.upscore.weight"])
-    build_model("fcn32s-rgb-hha-vgg16", 40, **SMALL).load_state_dict(state, strict=True)
+    build_model("fcn32s-rgb-hha-vgg16", num_classes=40, **SMALL).load_state_dict(state, strict=True)

@@ -54,7 +54,7 @@ def test_fcn8s_heavy_pascal_converts_and_loads(tmp_path: Path) -> None:
 
     assert metadata.source.published == "voc-fcn8s"
     assert not any("SHA-1" in note for note in metadata.notes), metadata.notes
-    build_model("fcn8s-vgg16", 21).load_state_dict(state, strict=True)
+    build_model("fcn8s-vgg16", num_classes=21).load_state_dict(state, strict=True)
     loaded, loaded_metadata = load_weights(dst)
     assert loaded_metadata == metadata and loaded.keys() == state.keys()
     assert len(metadata.source.sha256) == 64

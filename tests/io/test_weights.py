@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from fcnseg.errors import FcnsegError
 from fcnseg.io import InputConvention, WeightsMetadata, WeightsSource, load_model, load_weights
-from fcnseg.io.convention import TORCHVISION_IMAGENET, caffe_convention
+from fcnseg.convention import TORCHVISION_IMAGENET, caffe_convention
 from fcnseg.io.weights import save_weights
 from fcnseg.models import build_model
 
@@ -36,7 +36,7 @@ def _metadata(**changes: object) -> WeightsMetadata:
 def test_round_trip_and_load_model(tmp_path: Path) -> None:
     state = {
         k: torch.randn(v.shape)
-        for k, v in build_model("fcn32s-vgg16", 2, **SMALL).state_dict().items()
+        for k, v in build_model("fcn32s-vgg16", num_classes=2, **SMALL).state_dict().items()
     }
     path = tmp_path / "w.safetensors"
     save_weights(path, state, _metadata())

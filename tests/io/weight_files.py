@@ -44,7 +44,7 @@ def random_blobs(target: Mapping[str, torch.Tensor], seed: int = 0) -> Blobs:
 def fcn_blobs(model: str, num_classes: int, seed: int = 0, **options: object) -> Blobs:
     """Random blobs of every layer of an fcnseg model, as a Caffe FCN file would hold them."""
     with torch.device("meta"):
-        net = build_model(model, num_classes, **options)
+        net = build_model(model, num_classes=num_classes, **options)
     return random_blobs(net.state_dict(), seed)
 
 

@@ -158,10 +158,10 @@ def test_odd_bilinear_kernel_interpolates_on_pixel_centres():
 def test_output_size_equals_input_size(name, geometry):
     if geometry == "lean" and not name.endswith("vgg16"):
         with pytest.raises(fcnseg.FcnsegError, match="lean"):
-            fcnseg.build_model(name, 21, geometry)
+            fcnseg.build_model(name, num_classes=21, geometry=geometry)
         return
     torch.manual_seed(4)
-    model = fcnseg.build_model(name, 5, geometry, **_small(name)).eval()
+    model = fcnseg.build_model(name, num_classes=5, geometry=geometry, **_small(name)).eval()
     sizes = [(1, 1), (7, 9), (33, 17), (64, 95)]
     if name in ("fcn8s-vgg16", "fcn32s-alexnet"):  # the paper's typical image, where cheap
         sizes.append((500, 375))
@@ -174,7 +174,7 @@ def test_output_size_equals_input_size(name, geometry):
 
 
 def test_full_width_vgg16_fcn_keeps_size():
-    model = fcnseg.build_model("fcn8s-vgg16", 21).eval()
+    model = fcnseg.build_model("fcn8s-vgg16", num_classes=21).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, 31, 45)).shape == (1, 21, 31, 45)
 
@@ -182,7 +182,7 @@ def test_full_width_vgg16_fcn_keeps_size():
 @pytest.mark.parametrize("name", fcnseg.list_models())
 def test_every_learnable_parameter_gets_a_gradient_and_frozen_ones_none(name):
     torch.manual_seed(5)
-    model = fcnseg.build_model(name, 4, **_small(name)).train()
+    model = fcnseg.build_model(name, num_classes=4, **_small(name)).train()
     # Score layers start at zero (section 4.3), which would stop every gradient below them.
     with torch.no_grad():
         for layer_name, module in model.named_modules():
@@ -238,7 +238,7 @@ def test_table1_receptive_field_stride_and_parameters(classifier_type, field, mi
     ],
 )
 def test_derived_crops_and_kernels_equal_the_reference_nets(name, crops, kernels):
-    model = fcnseg.build_model(name, 21, **_small(name))
+    model = fcnseg.build_model(name, num_classes=21, **_small(name))
     assert model.derived_crops() == crops
     for layer, kernel in kernels.items():
         assert model.get_submodule(layer).kernel_size == (kernel, kernel)
@@ -278,7 +278,7 @@ def test_geometry_matches_the_input_gradient_of_a_linearised_net():
 
 
 def test_initialisation_follows_the_reference():
-    model = fcnseg.build_model("fcn8s-atonce-vgg16", 21, **SMALL_VGG)
+    model = fcnseg.build_model("fcn8s-atonce-vgg16", num_classes=21, **SMALL_VGG)
     for layer in ("score_fr", "score_pool4", "score_pool3"):
         assert model.get_submodule(layer).weight.abs().sum() == 0
         assert model.get_submodule(layer).bias.abs().sum() == 0
@@ -295,8 +295,8 @@ def test_initialisation_follows_the_reference():
 
 def test_state_dict_uses_caffe_layer_names():
     with torch.device("meta"):
-        state = fcnseg.build_model("fcn8s-vgg16", 21).state_dict()
-        googlenet = fcnseg.build_model("fcn32s-googlenet", 21).state_dict()
+        state = fcnseg.build_model("fcn8s-vgg16", num_classes=21).state_dict()
+        googlenet = fcnseg.build_model("fcn32s-googlenet", num_classes=21).state_dict()
     keys = set(state)
     expected = {
         f"conv{b}_{i}.weight"
@@ -331,11 +331,11 @@ def test_staged_initialisation_starts_from_the_coarser_predictions():
     (the 2x step moves the interpolation nodes by a quarter cell), so the predictions agree
     closely but not exactly."""
     torch.manual_seed(7)
-    coarse = fcnseg.build_model("fcn32s-vgg16", 6, **SMALL_VGG).eval()
+    coarse = fcnseg.build_model("fcn32s-vgg16", num_classes=6, **SMALL_VGG).eval()
     with torch.no_grad():
         for param in coarse.score_fr.parameters():
             param.normal_(0, 0.05)
-    fine = fcnseg.build_model("fcn16s-vgg16", 6, **SMALL_VGG).eval()
+    fine = fcnseg.build_model("fcn16s-vgg16", num_classes=6, **SMALL_VGG).eval()
     copied = init_from_coarser(fine, coarse)
     assert "score_fr.weight" in copied and "conv1_1.weight" in copied
     for name in copied:
@@ -363,7 +363,7 @@ def test_staged_initialisation_starts_from_the_coarser_predictions():
 
 def test_unknown_model_lists_the_known_ones():
     with pytest.raises(fcnseg.FcnsegError, match="fcn8s-vgg16"):
-        fcnseg.build_model("fcn4s-vgg16", 21)
+        fcnseg.build_model("fcn4s-vgg16", num_classes=21)
 
 
 # --- Section 5: NYUDv2 fusion and SIFT Flow's two heads ------------------------------------
@@ -372,7 +372,7 @@ def test_unknown_model_lists_the_known_ones():
 def test_early_fusion_starts_the_depth_filter_as_the_mean_colour_filter():
     torch.manual_seed(8)
     classifier = VGG16(**SMALL_VGG)
-    model = fcnseg.build_model("fcn32s-rgbd-vgg16", 40, classifier=classifier)
+    model = fcnseg.build_model("fcn32s-rgbd-vgg16", num_classes=40, classifier=classifier)
     weight = model.conv1_1.weight
     assert weight.shape[1] == 4
     assert torch.equal(weight[:, :3], classifier.conv1_1.weight)
@@ -382,7 +382,7 @@ def test_early_fusion_starts_the_depth_filter_as_the_mean_colour_filter():
 
 def test_late_fusion_sums_the_streams_scores_with_weights_one_half():
     torch.manual_seed(9)
-    model = fcnseg.build_model("fcn32s-rgb-hha-vgg16", 40, **SMALL_VGG).eval()
+    model = fcnseg.build_model("fcn32s-rgb-hha-vgg16", num_classes=40, **SMALL_VGG).eval()
     with torch.no_grad():
         for stream in ("color", "hha"):
             model.get_submodule(stream).score_fr.weight.normal_(0, 0.1)
@@ -398,7 +398,7 @@ def test_late_fusion_sums_the_streams_scores_with_weights_one_half():
 )
 def test_section5_nets_train_one_step_and_keep_their_size(name):
     torch.manual_seed(10)
-    model = fcnseg.build_model(name, 33, "lean", **SMALL_VGG).train()
+    model = fcnseg.build_model(name, num_classes=33, geometry="lean", **SMALL_VGG).train()
     for module_name, module in model.named_modules():
         if module_name.split(".")[-1].startswith("score_"):
             torch.nn.init.normal_(module.weight, 0, 0.01)

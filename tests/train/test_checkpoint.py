@@ -26,7 +26,7 @@ BACKBONE = {"width": 1 / 16, "fc_width": 16, "batch_norm": True}
 
 def tiny_model(seed: int = 0, num_classes: int = 6) -> fcnseg.models.FCN:
     torch.manual_seed(seed)
-    model = fcnseg.build_model("fcn8s-vgg16", num_classes, "lean", **BACKBONE)
+    model = fcnseg.build_model("fcn8s-vgg16", num_classes=num_classes, geometry="lean", **BACKBONE)
     with torch.no_grad():  # non-zero score layers, so that outputs differ between seeds
         for name, param in model.named_parameters():
             if name.startswith("score"):
@@ -130,7 +130,9 @@ def test_a_write_killed_midway_leaves_the_old_file(
 
 def test_weights_that_do_not_fit_their_metadata_are_refused(tmp_path: Path) -> None:
     # weights of a wider net under metadata that builds the narrow one
-    wide = fcnseg.build_model("fcn8s-vgg16", 6, "lean", width=1 / 8, fc_width=16)
+    wide = fcnseg.build_model(
+        "fcn8s-vgg16", num_classes=6, geometry="lean", width=1 / 8, fc_width=16
+    )
     save_checkpoint(tmp_path / "last", wide, metadata())
     with pytest.raises(FcnsegError, match=r"last\.safetensors: weights do not fit.*conv1_1"):
         load_model(tmp_path / "last")

@@ -160,7 +160,9 @@ def test_loss_sampling_with_p_one_equals_whole_image_training(tiny_data) -> None
     for sampling in (None, 1.0):
         torch.manual_seed(0)
         config = tiny_config()
-        model = loop_module.build_model(config.model, 6, config.geometry, **config.backbone)
+        model = loop_module.build_model(
+            config.model, num_classes=6, geometry=config.geometry, **config.backbone
+        )
         optimizer = loop_module.build_optimizer(
             model, name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4
         )

@@ -85,7 +85,7 @@ def test_loss_sampling_mask_is_shared_by_the_heads() -> None:
 
 def test_evaluate_two_heads_equals_a_histogram_per_head() -> None:
     torch.manual_seed(0)
-    model = fcnseg.build_model("fcn8s-siftflow-vgg16", 33, "lean", **TINY)
+    model = fcnseg.build_model("fcn8s-siftflow-vgg16", num_classes=33, geometry="lean", **TINY)
     with torch.no_grad():  # score layers start at zero; make the predictions vary
         for name, param in model.named_parameters():
             if name.startswith("score"):

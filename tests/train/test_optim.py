@@ -10,7 +10,9 @@ from fcnseg.train.optim import build_optimizer, learning_rate, param_groups, set
 
 
 def test_groups_cover_every_trainable_parameter_once_and_no_frozen_one() -> None:
-    model = fcnseg.build_model("fcn8s-atonce-vgg16", 5, width=1 / 16, fc_width=16, batch_norm=True)
+    model = fcnseg.build_model(
+        "fcn8s-atonce-vgg16", num_classes=5, width=1 / 16, fc_width=16, batch_norm=True
+    )
     groups = {g["name"]: g for g in param_groups(model, 5e-4)}
     grouped = [id(p) for g in groups.values() for p in g["params"]]
     trainable = [id(p) for p in model.parameters() if p.requires_grad]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from fcnseg.cli.export import add_model_arguments, load_model
+from fcnseg.cli.export import add_model_arguments, model_from_args
 from fcnseg.errors import FcnsegError
 
 
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise FcnsegError(f"--threads {args.threads}: expected a positive number")
         torch.set_num_threads(args.threads)
-    model = load_model(args)
+    model = model_from_args(args)
     measure = benchmark_training_step if args.train else benchmark_inference
     gemm: dict = {}
     rows = measure(

@@ -8,15 +8,17 @@ from typing import Any
 
 from fcnseg.cli.train import add_dataset_option, dataset_options
 from fcnseg.data import build_dataset, list_datasets
-from fcnseg.data.synthetic import SYNTHETIC, synthetic_dataset
 from fcnseg.errors import FcnsegError
-from fcnseg.evaluate import evaluate, evaluation_loader, format_table, metrics_record
-from fcnseg.evaluate.evaluate import for_dataset, head_class_names, write_metrics
-from fcnseg.io.convention import InputConvention
-from fcnseg.pretrained import load_pretrained, resolve
-from fcnseg.train.distributed import choose_device
-from fcnseg.train.loop import check_data, resolve_amp
-from fcnseg.train.recipes import AMP_MODES, DEVICES
+from fcnseg.evaluation import (
+    evaluate,
+    evaluation_loader,
+    format_table,
+    head_class_names,
+    metrics_record,
+    write_metrics,
+)
+from fcnseg.io.weights import load_model, resolve
+from fcnseg.runtime import AMP_MODES, DEVICES, amp_dtype, choose_device
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -28,7 +30,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "frequency weighted IU, and per-class IU; writes OUT/metrics.json.",
     )
     parser.add_argument("--model", required=True, help="checkpoint path or shipped model name")
-    parser.add_argument("--dataset", required=True, choices=[*list_datasets(), SYNTHETIC])
+    parser.add_argument("--dataset", required=True, choices=list_datasets())
     parser.add_argument("--root", default=".", help="the dataset's folder")
     add_dataset_option(parser)
     parser.add_argument("--split", default="val")
@@ -48,25 +50,25 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Scores the model, prints the table and writes ``metrics.json``."""
     options = dataset_options(args.dataset_option)
-    if args.dataset == SYNTHETIC:
-        if options:
-            raise FcnsegError(f"dataset '{SYNTHETIC}' has no options (given {sorted(options)})")
-        dataset = synthetic_dataset(args.split)
-    else:
-        dataset = build_dataset(args.dataset, args.root, args.split, **options)
-    info = dataset.info
-    model, metadata = load_pretrained(args.model, num_classes=info.num_classes)
-    check_data(model, dataset)
-    convention = InputConvention.from_dict(metadata["input_convention"])
     device = choose_device(args.device)
-    net = for_dataset(model, info.mean_bgr, convention).to(device)
+    model = load_model(args.model, device=device)
+    # the images are fed in the convention the weights declare
+    dataset = build_dataset(
+        args.dataset, args.root, args.split, convention=model.meta.input_convention, **options
+    )
+    info = dataset.info
+    if model.num_classes != info.num_classes:
+        raise FcnsegError(
+            f"{resolve(args.model)}: weights for {model.num_classes} classes, dataset "
+            f"'{args.dataset}' has {info.num_classes}"
+        )
     metrics = evaluate(
-        net,
+        model,
         evaluation_loader(dataset, batch_size=args.batch_size),
         info.num_classes,
         ignore_index=info.ignore_index,
         device=device,
-        amp_dtype=resolve_amp(args.amp, device),
+        amp_dtype=amp_dtype(args.amp, device),
     )
     head_names = head_class_names(dataset)
     record = {

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from fcnseg.errors import FcnsegError
-from fcnseg.models import list_models
+from fcnseg.io.weights import load_model
+from fcnseg.models import build_model, head_scores, list_models
 from fcnseg.models.fcn import GEOMETRIES
 
 
@@ -29,16 +30,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_model(args: argparse.Namespace) -> nn.Module:
-    """The model ``args.model`` names: an architecture is built, anything else loaded."""
+def model_from_args(args: argparse.Namespace) -> nn.Module:
+    """The model ``args.model`` names, in eval mode: an architecture is built with random
+    weights, anything else loaded by :func:`fcnseg.load_model`."""
     if args.model in list_models():
-        from fcnseg.models import build_model
-
-        return build_model(args.model, args.num_classes, args.geometry).eval()
-    from fcnseg.pretrained import load_pretrained
-
-    model, _ = load_pretrained(args.model)
-    return model.eval()
+        return build_model(args.model, num_classes=args.num_classes, geometry=args.geometry).eval()
+    return load_model(args.model)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -78,10 +75,9 @@ def run(args: argparse.Namespace) -> int:
         relative_error,
         run_onnx,
     )
-    from fcnseg.inference.optimize import input_channels
 
-    model = load_model(args)
-    channels = input_channels(model)
+    model = model_from_args(args)
+    channels = model.in_channels
     height, width = args.size
     if height < 1 or width < 1:
         raise FcnsegError(f"--size {height} {width}: expected positive sizes")
@@ -98,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         x = 50 * torch.randn(2, channels, height + 37, width + 21)
         with torch.no_grad():
             reference = model(x)
-        references = list(reference.values()) if isinstance(reference, dict) else [reference]
+        references = list(head_scores(model, reference).values())
         if args.format == "onnx":
             results = run_onnx(args.out, x)
         else:

@@ -11,12 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fcnseg.data import list_datasets
-from fcnseg.data.synthetic import SYNTHETIC
+from fcnseg.data import SYNTHETIC, list_datasets
 from fcnseg.errors import FcnsegError
 from fcnseg.models import list_models
+from fcnseg.runtime import AMP_MODES, DEVICES
 from fcnseg.train import TrainConfig, distributed, fit, fit_staged, list_recipes, recipe
-from fcnseg.train.recipes import AMP_MODES, DEVICES
 
 # flags that set the TrainConfig field of the same name
 _FIELDS = (
@@ -60,7 +59,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", required=True, help="run folder: checkpoints, log.jsonl")
     parser.add_argument("--model", default="fcn8s-vgg16", choices=list_models())
-    parser.add_argument("--dataset", choices=[*list_datasets(), SYNTHETIC])
+    parser.add_argument("--dataset", choices=list_datasets())
     parser.add_argument("--root", help="the dataset's folder")
     add_dataset_option(parser)
     parser.add_argument("--recipe", default="heavy", choices=list_recipes())

@@ -1,27 +1,20 @@
-"""Datasets, the Caffe input convention, palettes and joint transforms.
+"""Datasets, palettes and joint transforms.
 
 `build_dataset(name, root, split, **opts)` reads a dataset from its published layout as
-(image, label) pairs: image float32 C x H x W, BGR, 0-255, minus the dataset's mean; label
-int64 H x W, void 255.
+(image, label) pairs: image float32 C x H x W in an input convention (by default the dataset's
+own, Caffe's: BGR, 0-255, minus the dataset's mean; see `fcnseg.convention`); label int64
+H x W, void 255.
 """
 
 from .build import build_dataset, list_datasets
 from .camvid import CAMVID_INFO, CamVidDataset
-from .convention import (
-    VOC_MEAN_BGR,
-    VOID,
-    DatasetInfo,
-    bitmap_palette,
-    colorize,
-    deprocess,
-    overlay,
-    preprocess,
-)
-from .dataset import JointTransform, Sample, SegmentationDataset
+from .dataset import DatasetInfo, JointTransform, Sample, SegmentationDataset
 from .folder import FolderDataset
 from .nyud import NYUDDataset, nyud_info
+from .palettes import VOC_MEAN_BGR, VOID, bitmap_palette, colorize, overlay
 from .pascal_context import PASCALContextDataset
 from .siftflow import SIFTFLOW_GEOMETRIC_INFO, SIFTFLOW_INFO, SIFTFlowDataset
+from .synthetic import SYNTHETIC, SyntheticShapes, synthetic_dataset
 from .transforms import collate_pad
 from .voc import SBD_INFO, VOC_INFO, SBDDataset, VOCDataset
 
@@ -30,6 +23,7 @@ __all__ = [
     "SBD_INFO",
     "SIFTFLOW_GEOMETRIC_INFO",
     "SIFTFLOW_INFO",
+    "SYNTHETIC",
     "VOC_INFO",
     "VOC_MEAN_BGR",
     "VOID",
@@ -43,14 +37,14 @@ __all__ = [
     "SIFTFlowDataset",
     "Sample",
     "SegmentationDataset",
+    "SyntheticShapes",
     "VOCDataset",
     "bitmap_palette",
     "build_dataset",
     "collate_pad",
     "colorize",
-    "deprocess",
     "list_datasets",
     "nyud_info",
     "overlay",
-    "preprocess",
+    "synthetic_dataset",
 ]

@@ -12,7 +12,7 @@ from PIL import Image
 
 from fcnseg.errors import FcnsegError
 
-from .convention import VOID
+from .palettes import VOID
 
 
 def require_dir(path: Path, what: str) -> Path:

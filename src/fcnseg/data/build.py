@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fcnseg.convention import InputConvention
 from fcnseg.errors import FcnsegError
 
 from .camvid import CamVidDataset
@@ -14,9 +16,11 @@ from .folder import FolderDataset
 from .nyud import NYUDDataset
 from .pascal_context import PASCALContextDataset
 from .siftflow import SIFTFlowDataset
+from .synthetic import SYNTHETIC, synthetic_dataset
 from .voc import SBDDataset, VOCDataset
 
-_DATASETS: dict[str, type[SegmentationDataset]] = {
+# name -> reader: a class or function of (root, split, *, options)
+_DATASETS: dict[str, Callable[..., SegmentationDataset]] = {
     "voc": VOCDataset,
     "sbd": SBDDataset,
     "nyud": NYUDDataset,
@@ -24,6 +28,7 @@ _DATASETS: dict[str, type[SegmentationDataset]] = {
     "pascal-context": PASCALContextDataset,
     "camvid": CamVidDataset,
     "folder": FolderDataset,
+    SYNTHETIC: synthetic_dataset,  # the demo's generated shapes; needs no folder
 }
 
 
@@ -32,7 +37,14 @@ def list_datasets() -> list[str]:
     return sorted(_DATASETS)
 
 
-def build_dataset(name: str, root: str | Path, split: str, **opts: Any) -> SegmentationDataset:
+def build_dataset(
+    name: str,
+    root: str | Path,
+    split: str,
+    *,
+    convention: InputConvention | None = None,
+    **opts: Any,
+) -> SegmentationDataset:
     """Builds a dataset of (image, label) pairs read from its published on-disk layout.
 
     Every file the split names is checked to exist here, so that a missing file fails before
@@ -42,6 +54,8 @@ def build_dataset(name: str, root: str | Path, split: str, **opts: Any) -> Segme
         name: One of `list_datasets()`.
         root: The dataset's folder (see each reader's docstring for its layout).
         split: The split's name, e.g. "train", "val".
+        convention: The input convention to feed images in, that of the weights they are for
+            (`model.meta.input_convention`); the dataset's own (`info.convention`) when None.
         **opts: Options of that reader, e.g. `transform=` for all, `modality=` for "nyud",
             `task=` for "siftflow", `exclude=` for "sbd".
 
@@ -49,14 +63,15 @@ def build_dataset(name: str, root: str | Path, split: str, **opts: Any) -> Segme
         The dataset; `dataset.info` gives its classes, palette and mean.
 
     Raises:
-        FcnsegError: unknown name or option, missing folder, split or file.
+        FcnsegError: unknown name or option, missing folder, split or file, or a convention
+            of another channel count than the dataset's images.
     """
     if name not in _DATASETS:
         raise FcnsegError(f"unknown dataset '{name}' (known: {', '.join(list_datasets())})")
     reader = _DATASETS[name]
     options = [
         p.name
-        for p in inspect.signature(reader.__init__).parameters.values()
+        for p in inspect.signature(reader).parameters.values()
         if p.kind is inspect.Parameter.KEYWORD_ONLY
     ]
     for option in opts:
@@ -64,4 +79,13 @@ def build_dataset(name: str, root: str | Path, split: str, **opts: Any) -> Segme
             raise FcnsegError(
                 f"dataset '{name}' has no option '{option}' (options: {', '.join(options)})"
             )
-    return reader(Path(root), split, **opts)
+    dataset = reader(Path(root), split, **opts)
+    if convention is not None:
+        own = dataset.info.convention
+        if convention.channels != own.channels:
+            raise FcnsegError(
+                f"the model takes {convention.channels} input channels but dataset '{name}' "
+                f"gives {own.channels} (NYUDv2: set the dataset option modality)"
+            )
+        dataset.convention = convention
+    return dataset

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fcnseg.convention import caffe_convention
 from fcnseg.errors import FcnsegError
 
 from ._reading import check_label, read_index_png, read_rgb, read_split, require_dir, require_files
-from .convention import VOID, DatasetInfo, preprocess
-from .dataset import JointTransform, Sample, SegmentationDataset
+from .dataset import DatasetInfo, JointTransform, Sample, SegmentationDataset
+from .palettes import VOID
 
 CAMVID_CLASSES = (
     "Sky",
@@ -53,7 +54,7 @@ CAMVID_INFO = DatasetInfo(
     name="camvid",
     class_names=CAMVID_CLASSES,
     palette=CAMVID_PALETTE,
-    mean_bgr=CAMVID_MEAN_BGR,
+    convention=caffe_convention(CAMVID_MEAN_BGR),
 )
 
 
@@ -94,8 +95,8 @@ class CamVidDataset(SegmentationDataset):
         require_files([p for s in samples for p in (s.image, s.label)], f"CamVid {split}")
         super().__init__(CAMVID_INFO, samples, transform)
 
-    def read(self, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
-        image = preprocess(read_rgb(sample.image), self.info.mean_bgr)
+    def read(self, sample: Sample) -> tuple[np.ndarray, torch.Tensor]:
+        image = read_rgb(sample.image)
         label = read_index_png(sample.label).astype(np.int64)
         label[label == _CAMVID_VOID] = VOID
-        return image, check_label(label, sample.label, self.num_classes, image.shape[1:])
+        return image, check_label(label, sample.label, self.num_classes, image.shape[:2])

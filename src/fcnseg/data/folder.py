@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from fcnseg.convention import caffe_convention
 from fcnseg.errors import FcnsegError
 
 from ._reading import check_label, read_index_png, read_rgb, require_dir, require_files
-from .convention import VOC_MEAN_BGR, DatasetInfo, bitmap_palette, preprocess
-from .dataset import JointTransform, Sample, SegmentationDataset
+from .dataset import DatasetInfo, JointTransform, Sample, SegmentationDataset
+from .palettes import VOC_MEAN_BGR, bitmap_palette
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -104,11 +106,11 @@ class FolderDataset(SegmentationDataset):
             name="folder",
             class_names=class_names,
             palette=palette,
-            mean_bgr=tuple(float(m) for m in mean_bgr),
+            convention=caffe_convention(tuple(float(m) for m in mean_bgr)),
         )
         super().__init__(info, samples, transform)
 
-    def read(self, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
-        image = preprocess(read_rgb(sample.image), self.info.mean_bgr)
+    def read(self, sample: Sample) -> tuple[np.ndarray, torch.Tensor]:
+        image = read_rgb(sample.image)
         label = read_index_png(sample.label)
-        return image, check_label(label, sample.label, self.num_classes, image.shape[1:])
+        return image, check_label(label, sample.label, self.num_classes, image.shape[:2])

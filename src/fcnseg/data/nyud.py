@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fcnseg.convention import InputConvention, caffe_convention
 from fcnseg.errors import FcnsegError
 
 from ._reading import (
@@ -19,8 +20,8 @@ from ._reading import (
     require_files,
     shift_void_zero,
 )
-from .convention import DatasetInfo, bitmap_palette, preprocess
-from .dataset import JointTransform, Sample, SegmentationDataset
+from .dataset import DatasetInfo, JointTransform, Sample, SegmentationDataset
+from .palettes import bitmap_palette
 
 # The 40-class task of Gupta, Girshick, Arbelaez, Malik, ECCV 2014, in label order 1-40.
 NYUD_CLASSES = (
@@ -72,14 +73,18 @@ NYUD_MEAN_BGR = (116.190, 97.203, 92.318)
 NYUD_MEAN_HHA = (132.431, 94.076, 118.477)
 NYUD_MEAN_LOG_DEPTH = (7.844,)
 
-# Input channels of each modality, in tensor order; "color-hha" stacks the two streams of the
-# paper's late-fusion net, colour channels first.
-MODALITY_MEANS = {
-    "color": NYUD_MEAN_BGR,
-    "depth": NYUD_MEAN_LOG_DEPTH,
-    "hha": NYUD_MEAN_HHA,
-    "color-depth": NYUD_MEAN_BGR + NYUD_MEAN_LOG_DEPTH,
-    "color-hha": NYUD_MEAN_BGR + NYUD_MEAN_HHA,
+# Raw channels after the colour: log depth (depth PNG in mm), and HHA's three in the PNG's
+# order, which the reference does not reverse (so an HHA-only input reads as "RGB").
+_DEPTH = ("log_depth_mm",)
+_HHA = ("hha_disparity", "hha_height", "hha_angle")
+# The input convention of each modality; "color-hha" stacks the two streams of the paper's
+# late-fusion net, colour channels first.
+MODALITY_CONVENTIONS = {
+    "color": caffe_convention(NYUD_MEAN_BGR),
+    "depth": InputConvention("none", 255.0, NYUD_MEAN_LOG_DEPTH, extra_channels=_DEPTH),
+    "hha": InputConvention("RGB", 255.0, NYUD_MEAN_HHA),
+    "color-depth": caffe_convention(NYUD_MEAN_BGR + NYUD_MEAN_LOG_DEPTH, _DEPTH),
+    "color-hha": caffe_convention(NYUD_MEAN_BGR + NYUD_MEAN_HHA, _HHA),
 }
 
 
@@ -89,7 +94,7 @@ def nyud_info(modality: str = "color") -> DatasetInfo:
         name="nyud",
         class_names=NYUD_CLASSES,
         palette=bitmap_palette(len(NYUD_CLASSES)),
-        mean_bgr=MODALITY_MEANS[modality],
+        convention=MODALITY_CONVENTIONS[modality],
     )
 
 
@@ -101,13 +106,7 @@ def _read_log_depth(path: Path) -> np.ndarray:
         # The reference takes the log as is; its depth PNGs are in-filled, so a 0 (no
         # measurement) means raw depth, whose log would be -inf.
         raise FcnsegError(f"{path}: depth has zeros (missing measurements); expected in-filled")
-    return np.log(depth) - np.float32(NYUD_MEAN_LOG_DEPTH[0])
-
-
-def _read_hha(path: Path) -> np.ndarray:
-    hha = np.asarray(read_rgb(path), dtype=np.float32)
-    # No RGB -> BGR reversal: the reference subtracts the HHA mean in the PNG's own order.
-    return (hha - np.asarray(NYUD_MEAN_HHA, dtype=np.float32)).transpose(2, 0, 1)
+    return np.log(depth)
 
 
 class NYUDDataset(SegmentationDataset):
@@ -142,9 +141,9 @@ class NYUDDataset(SegmentationDataset):
         modality: str = "color",
         transform: JointTransform | None = None,
     ):
-        if modality not in MODALITY_MEANS:
+        if modality not in MODALITY_CONVENTIONS:
             raise FcnsegError(
-                f"NYUDv2 modality '{modality}' unknown (choices: {', '.join(MODALITY_MEANS)})"
+                f"NYUDv2 modality '{modality}' unknown (choices: {', '.join(MODALITY_CONVENTIONS)})"
             )
         self.root = require_dir(Path(root), "NYUDv2")
         self.modality = modality
@@ -167,24 +166,22 @@ class NYUDDataset(SegmentationDataset):
         folder = {"color": "images", "depth": "depth", "hha": "hha"}[part]
         return self.root / "data" / folder / f"img_{sample.name}.png"
 
-    def read(self, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
+    def read(self, sample: Sample) -> tuple[np.ndarray, torch.Tensor]:
         channels = []
         for part in self.modality.split("-"):
             path = self._path(part, sample)
-            if part == "color":
-                array = preprocess(read_rgb(path), NYUD_MEAN_BGR).numpy()
-            elif part == "depth":
-                array = _read_log_depth(path)[np.newaxis]
-            else:
-                array = _read_hha(path)
-            if channels and array.shape[1:] != channels[0].shape[1:]:
+            if part == "depth":
+                array = _read_log_depth(path)[:, :, np.newaxis]
+            else:  # colour as RGB, HHA in the PNG's order
+                array = np.asarray(read_rgb(path), dtype=np.float32)
+            if channels and array.shape[:2] != channels[0].shape[:2]:
                 raise FcnsegError(
-                    f"{path}: {part} is {array.shape[1]}x{array.shape[2]} (HxW) but colour is"
-                    f" {channels[0].shape[1]}x{channels[0].shape[2]}"
+                    f"{path}: {part} is {array.shape[0]}x{array.shape[1]} (HxW) but colour is"
+                    f" {channels[0].shape[0]}x{channels[0].shape[1]}"
                 )
             channels.append(array)
-        image = torch.from_numpy(np.ascontiguousarray(np.concatenate(channels)))
+        image = np.concatenate(channels, axis=2)
         label = shift_void_zero(
             read_mat(sample.label, "segmentation"), sample.label, len(NYUD_CLASSES)
         )
-        return image, check_label(label, sample.label, self.num_classes, image.shape[1:])
+        return image, check_label(label, sample.label, self.num_classes, image.shape[:2])

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fcnseg.convention import caffe_convention
 from fcnseg.errors import FcnsegError
 
 from ._reading import (
@@ -17,8 +18,8 @@ from ._reading import (
     require_dir,
     require_files,
 )
-from .convention import DatasetInfo, bitmap_palette, preprocess
-from .dataset import JointTransform, Sample, SegmentationDataset
+from .dataset import DatasetInfo, JointTransform, Sample, SegmentationDataset
+from .palettes import bitmap_palette
 
 # The reference pascalcontext_layers.py mean: the ILSVRC mean rounded to three decimals.
 CONTEXT_MEAN_BGR = (104.007, 116.669, 122.679)
@@ -110,13 +111,13 @@ class PASCALContextDataset(SegmentationDataset):
             name="pascal-context",
             class_names=class_names,
             palette=bitmap_palette(len(class_names)),
-            mean_bgr=CONTEXT_MEAN_BGR,
+            convention=caffe_convention(CONTEXT_MEAN_BGR),
         )
         super().__init__(info, samples, transform)
 
-    def read(self, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
-        image = preprocess(read_rgb(sample.image), self.info.mean_bgr)
+    def read(self, sample: Sample) -> tuple[np.ndarray, torch.Tensor]:
+        image = read_rgb(sample.image)
         full = np.asarray(read_mat(sample.label, "LabelMap")).astype(np.int64)
         inside = (full >= 0) & (full < len(self.lookup))
         label = np.where(inside, self.lookup[np.where(inside, full, 0)], 0)
-        return image, check_label(label, sample.label, self.num_classes, image.shape[1:])
+        return image, check_label(label, sample.label, self.num_classes, image.shape[:2])

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fcnseg.convention import caffe_convention
 from fcnseg.errors import FcnsegError
 
 from ._reading import (
@@ -18,8 +19,8 @@ from ._reading import (
     require_files,
     shift_void_zero,
 )
-from .convention import DatasetInfo, bitmap_palette, preprocess
-from .dataset import JointTransform, Sample, SegmentationDataset
+from .dataset import DatasetInfo, JointTransform, Sample, SegmentationDataset
+from .palettes import bitmap_palette
 
 SIFTFLOW_CLASSES = (
     "awning",
@@ -65,13 +66,13 @@ SIFTFLOW_INFO = DatasetInfo(
     name="siftflow",
     class_names=SIFTFLOW_CLASSES,
     palette=bitmap_palette(len(SIFTFLOW_CLASSES)),
-    mean_bgr=SIFTFLOW_MEAN_BGR,
+    convention=caffe_convention(SIFTFLOW_MEAN_BGR),
 )
 SIFTFLOW_GEOMETRIC_INFO = DatasetInfo(
     name="siftflow-geometric",
     class_names=SIFTFLOW_GEOMETRIC_CLASSES,
     palette=bitmap_palette(len(SIFTFLOW_GEOMETRIC_CLASSES)),
-    mean_bgr=SIFTFLOW_MEAN_BGR,
+    convention=caffe_convention(SIFTFLOW_MEAN_BGR),
 )
 
 _SUBDIR = "spatial_envelope_256x256_static_8outdoorcategories"
@@ -134,9 +135,9 @@ class SIFTFlowDataset(SegmentationDataset):
         """The geometric label file of a sample."""
         return self.root / "GeoLabels" / _SUBDIR / f"{sample.name}.mat"
 
-    def read(self, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
-        image = preprocess(read_rgb(sample.image), SIFTFLOW_MEAN_BGR)
-        size = image.shape[1:]
+    def read(self, sample: Sample) -> tuple[np.ndarray, torch.Tensor]:
+        image = read_rgb(sample.image)
+        size = image.shape[:2]
         labels = []
         if self.task != "geometric":
             raw = read_mat(sample.label, "S")

@@ -15,9 +15,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fcnseg.convention import caffe_convention
 from fcnseg.errors import FcnsegError
 
-from .convention import DatasetInfo, bitmap_palette
+from .dataset import DatasetInfo, JointTransform
+from .palettes import bitmap_palette
 
 SYNTHETIC = "synthetic"
 SYNTHETIC_CLASSES = ("background", "disc", "square", "triangle", "ring", "bar")
@@ -27,7 +29,7 @@ SYNTHETIC_INFO = DatasetInfo(
     name=SYNTHETIC,
     class_names=SYNTHETIC_CLASSES,
     palette=bitmap_palette(len(SYNTHETIC_CLASSES)),
-    mean_bgr=SYNTHETIC_MEAN_BGR,
+    convention=caffe_convention(SYNTHETIC_MEAN_BGR),
 )
 # Hue (0-1) at the centre of each object class's colour family.
 _HUES = {"disc": 0.0, "square": 0.33, "triangle": 0.62, "ring": 0.15, "bar": 0.8}
@@ -38,8 +40,9 @@ SPLITS = {"train": (2000, 0), "val": (100, 1), "test": (100, 2)}
 class SyntheticShapes(Dataset):
     """``num_images`` generated images of ``size`` x ``size``, as the dataset readers give them.
 
-    Item i is (image float32 3 x H x W, BGR 0-255 minus the mean; label int64 H x W), drawn
-    from a generator seeded by ``(seed, i)`` alone.
+    Item i is (image float32 3 x H x W in ``convention``, by default the dataset's own: BGR
+    0-255 minus the mean; label int64 H x W), drawn from a generator seeded by ``(seed, i)``
+    alone.
 
     Args:
         num_images: the length of the dataset.
@@ -60,6 +63,8 @@ class SyntheticShapes(Dataset):
         min_objects: int = 2,
         max_objects: int = 5,
     ) -> None:
+        self.convention = self.info.convention
+        self.transform: JointTransform | None = None
         self.num_images = num_images
         self.size = size
         self.seed = seed
@@ -78,9 +83,10 @@ class SyntheticShapes(Dataset):
         if not 0 <= index < self.num_images:
             raise IndexError(f"index {index} outside 0-{self.num_images - 1}")
         rgb, label = self.render(index)
-        bgr = rgb[:, :, ::-1].astype(np.float32) - np.asarray(self.info.mean_bgr, np.float32)
-        image = torch.from_numpy(np.ascontiguousarray(bgr.transpose(2, 0, 1)))
-        return image, torch.from_numpy(label)
+        image, target = self.convention.preprocess(rgb), torch.from_numpy(label)
+        if self.transform is not None:
+            image, target = self.transform(image, target)
+        return image, target
 
     def render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Image ``index`` as uint8 RGB H x W x 3 and its int64 label H x W."""
@@ -98,12 +104,22 @@ class SyntheticShapes(Dataset):
         return np.clip(rgb + noise, 0, 255).astype(np.uint8), label
 
 
-def synthetic_dataset(split: str, *, seed: int = 0, size: int = 80) -> SyntheticShapes:
-    """The ``train`` (2000 images), ``val`` or ``test`` (100 each) split of the demo's data."""
+def synthetic_dataset(
+    root: object = None,
+    split: str = "train",
+    *,
+    seed: int = 0,
+    size: int = 80,
+    transform: JointTransform | None = None,
+) -> SyntheticShapes:
+    """The ``train`` (2000 images), ``val`` or ``test`` (100 each) split of the demo's data;
+    the dataset table's ``synthetic`` reader (``root`` is not read: the images are drawn)."""
     if split not in SPLITS:
         raise FcnsegError(f"synthetic split '{split}' unknown; choose one of {', '.join(SPLITS)}")
     num_images, offset = SPLITS[split]
-    return SyntheticShapes(num_images, size=size, seed=1000 * seed + offset)
+    dataset = SyntheticShapes(num_images, size=size, seed=1000 * seed + offset)
+    dataset.transform = transform
+    return dataset
 
 
 def _background(rng: np.random.Generator, x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .convention import VOID
 from .dataset import JointTransform
+from .palettes import VOID
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fcnseg.convention import caffe_convention
 from fcnseg.errors import FcnsegError
 
 from ._reading import (
@@ -18,8 +19,8 @@ from ._reading import (
     require_dir,
     require_files,
 )
-from .convention import VOC_MEAN_BGR, DatasetInfo, bitmap_palette, preprocess
-from .dataset import JointTransform, Sample, SegmentationDataset
+from .dataset import DatasetInfo, JointTransform, Sample, SegmentationDataset
+from .palettes import VOC_MEAN_BGR, bitmap_palette
 
 VOC_CLASSES = (
     "background",
@@ -49,14 +50,14 @@ VOC_INFO = DatasetInfo(
     name="voc",
     class_names=VOC_CLASSES,
     palette=bitmap_palette(len(VOC_CLASSES)),
-    mean_bgr=VOC_MEAN_BGR,
+    convention=caffe_convention(VOC_MEAN_BGR),
 )
 
 SBD_INFO = DatasetInfo(
     name="sbd",
     class_names=VOC_CLASSES,
     palette=VOC_INFO.palette,
-    mean_bgr=VOC_MEAN_BGR,
+    convention=caffe_convention(VOC_MEAN_BGR),
 )
 
 
@@ -88,10 +89,10 @@ class VOCDataset(SegmentationDataset):
         require_files([p for s in samples for p in (s.image, s.label)], f"VOC {split}")
         super().__init__(VOC_INFO, samples, transform)
 
-    def read(self, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
-        image = preprocess(read_rgb(sample.image), self.info.mean_bgr)
+    def read(self, sample: Sample) -> tuple[np.ndarray, torch.Tensor]:
+        image = read_rgb(sample.image)
         label = read_index_png(sample.label)
-        return image, check_label(label, sample.label, self.num_classes, image.shape[1:])
+        return image, check_label(label, sample.label, self.num_classes, image.shape[:2])
 
 
 class SBDDataset(SegmentationDataset):
@@ -136,12 +137,12 @@ class SBDDataset(SegmentationDataset):
         require_files([p for s in samples for p in (s.image, s.label)], f"SBD {split}")
         super().__init__(SBD_INFO, samples, transform)
 
-    def read(self, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
-        image = preprocess(read_rgb(sample.image), self.info.mean_bgr)
+    def read(self, sample: Sample) -> tuple[np.ndarray, torch.Tensor]:
+        image = read_rgb(sample.image)
         gt = read_mat(sample.label, "GTcls")
         try:
             # loadmat's default view of a 1x1 MATLAB struct, as the reference layer indexes it.
             label = np.asarray(gt[0]["Segmentation"][0])
         except (IndexError, KeyError, ValueError):
             raise FcnsegError(f"{sample.label}: GTcls has no field 'Segmentation'") from None
-        return image, check_label(label, sample.label, self.num_classes, image.shape[1:])
+        return image, check_label(label, sample.label, self.num_classes, image.shape[:2])

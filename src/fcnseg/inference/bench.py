@@ -29,12 +29,9 @@ from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from fcnseg.inference.export import relative_error
-from fcnseg.inference.optimize import (
-    DTYPES,
-    input_channels,
-    optimize_for_inference,
-    resolve_precision,
-)
+from fcnseg.inference.optimize import input_channels, optimize_for_inference
+from fcnseg.models import head_scores
+from fcnseg.runtime import DTYPES, resolve_precision
 
 # "eager" is the plain model, fp32, as built: the baseline every speed-up is measured against.
 PATHS = ("eager", "fp32", "bf16", "fp16", "auto")
@@ -270,9 +267,7 @@ def _training_step(
     def step() -> None:
         net.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
-            scores = net(x)
-            if isinstance(scores, dict):
-                scores = next(iter(scores.values()))
+            scores = next(iter(head_scores(net, net(x)).values()))
         F.cross_entropy(scores.float(), target).backward()
 
     return step
@@ -357,8 +352,7 @@ def _example(model: nn.Module, batch: int, height: int, width: int) -> torch.Ten
 
 
 def _num_classes(model: nn.Module) -> int:
-    classes = model.num_classes
-    return next(iter(classes.values())) if isinstance(classes, dict) else int(classes)
+    return model.num_classes
 
 
 def _resident_bytes() -> int:

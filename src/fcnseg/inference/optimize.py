@@ -34,10 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fcnseg.errors import FcnsegError
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from fcnseg.runtime import DTYPES, resolve_precision
 
 # Bounds on the error each precision makes against fp32: the relative L2 error of the scores
 # and the share of pixels whose label differs. Measured with random He-initialised weights
@@ -51,45 +48,6 @@ TOLERANCE = {
     "bf16": {"relative_l2": 5e-2, "label_disagreement": 5e-2},
     "fp16": {"relative_l2": 5e-3, "label_disagreement": 1e-2},
 }
-
-
-def available_precisions(device: torch.device | str = "cpu") -> list[str]:
-    """The precisions this machine runs natively on ``device`` (fp32 always)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        precisions = ["fp32", "fp16"]
-        if torch.cuda.is_bf16_supported():
-            precisions.append("bf16")
-        return precisions
-    precisions = ["fp32"]
-    if _mkldnn_op_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        precisions.append("bf16")
-    if _mkldnn_op_available() and torch.ops.mkldnn._is_mkldnn_fp16_supported():
-        precisions.append("fp16")
-    return precisions
-
-
-def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
-    """``auto`` becomes the fastest precision ``device`` has; others are checked against it.
-
-    Raises:
-        FcnsegError: an unknown precision, or one the device does not run natively.
-    """
-    device = torch.device(device)
-    if precision not in PRECISIONS:
-        raise FcnsegError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
-    available = available_precisions(device)
-    if precision == "auto":
-        if "bf16" in available:
-            return "bf16"
-        # a CPU without bf16 has no fp16 arithmetic faster than fp32 either
-        return "fp16" if device.type == "cuda" else "fp32"
-    if precision not in available:
-        raise FcnsegError(
-            f"precision '{precision}' is not supported natively on this {device.type} device; "
-            f"available: {', '.join(available)}"
-        )
-    return precision
 
 
 class InferenceModel(nn.Module):
@@ -442,10 +400,10 @@ def _fold_batch_norm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
 
 def input_channels(model: nn.Module) -> int:
-    """Channels of ``model``'s input (a late-fusion net's streams' inputs stacked)."""
-    streams = getattr(model, "in_channels", None)
-    if isinstance(streams, dict):
-        return sum(streams.values())
+    """Channels of ``model``'s input: an FCN's ``in_channels``, else its first convolution's
+    (a classifier's)."""
+    if isinstance(getattr(model, "in_channels", None), int):
+        return model.in_channels
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             return module.in_channels

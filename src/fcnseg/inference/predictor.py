@@ -12,6 +12,7 @@ from torch import nn
 from fcnseg.errors import FcnsegError
 from fcnseg.inference.optimize import optimize_for_inference
 from fcnseg.inference.tiling import Span, tile_alignment, tile_margin, tile_spans
+from fcnseg.models import head_scores
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class Predictor:
             raise FcnsegError(f"tile must be a positive number of pixels, got {tile}")
         self.tile = tile
         self.batch_size = batch_size
+        self.heads_of = model  # the net whose ``heads`` name the outputs
         self.head = head
         if tile is not None:
             self.margin = tile_margin(model)
@@ -91,6 +93,12 @@ class Predictor:
         per_class: bool,
     ) -> list[torch.Tensor]:
         for index, image in enumerate(images):
+            if not isinstance(image, torch.Tensor) or not image.is_floating_point():
+                kind = image.dtype if isinstance(image, torch.Tensor) else type(image).__name__
+                raise FcnsegError(
+                    f"image {index}: {kind}; the predictor takes network inputs (float C x H x "
+                    "W in the model's input convention); for raw pixels use fcnseg.predict"
+                )
             if image.dim() != 3:
                 raise FcnsegError(
                     f"image {index}: expected a C x H x W tensor, got shape {tuple(image.shape)}"
@@ -140,13 +148,11 @@ class Predictor:
     def _scores(self, windows: torch.Tensor) -> torch.Tensor:
         device = next(self.model.parameters(), windows).device
         with torch.no_grad():
-            scores = self.model(windows.to(device))
-        if isinstance(scores, dict):
-            head = self.head if self.head is not None else next(iter(scores))
-            if head not in scores:
-                raise FcnsegError(f"unknown head '{head}'; the model has {', '.join(scores)}")
-            scores = scores[head]
-        return scores.cpu()
+            scores = head_scores(self.heads_of, self.model(windows.to(device)))
+        head = self.head if self.head is not None else next(iter(scores))
+        if head not in scores:
+            raise FcnsegError(f"unknown head '{head}'; the model has {', '.join(scores)}")
+        return scores[head].cpu()
 
 
 def _window(image: torch.Tensor, job: _Job) -> torch.Tensor:

@@ -90,7 +90,7 @@ def fcn_state_dict(
         FcnsegError: a layer is missing, unused, or has a blob of the wrong shape.
     """
     with torch.device("meta"):
-        net = build_model(model, num_classes, **model_options)
+        net = build_model(model, num_classes=num_classes, **model_options)
     target = net.state_dict()
     fill = {}
     if fixed_scales_may_be_missing:
@@ -138,7 +138,7 @@ def classifier_fcn_state_dict(
     aux = {name: b for name, b in blobs.items() if not name.startswith(_AUXILIARY_PREFIXES)}
     _check_unused(where, aux, target, model)
     classifier.load_state_dict(state, strict=True, assign=True)
-    net = build_model(model, num_classes, classifier=classifier)
+    net = build_model(model, num_classes=num_classes, classifier=classifier)
     return {key: tensor.detach() for key, tensor in net.state_dict().items()}
 
 

@@ -11,6 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from fcnseg.convention import TORCHVISION_IMAGENET, InputConvention, caffe_convention
+from fcnseg.data.palettes import bitmap_palette
+from fcnseg.data.siftflow import SIFTFLOW_GEOMETRIC_CLASSES
 from fcnseg.errors import FcnsegError
 from fcnseg.io._mapping import (
     Blobs,
@@ -21,9 +24,8 @@ from fcnseg.io._mapping import (
 )
 from fcnseg.io._torch import CAFFE_NAMED, PYTORCH_FCN, TORCHVISION, read_torch_checkpoint
 from fcnseg.io.caffe import read_caffemodel
-from fcnseg.io.convention import TORCHVISION_IMAGENET, InputConvention, caffe_convention
 from fcnseg.io.published import CLASSIFIER, FCN, VOC_MEAN, Published, find_published
-from fcnseg.io.weights import WeightsMetadata, WeightsSource, save_weights
+from fcnseg.io.weights import ModelMeta, WeightsSource, save_weights
 from fcnseg.models import MODELS
 
 CAFFEMODEL = "caffemodel"
@@ -43,12 +45,12 @@ def convert(
     convention: InputConvention | None = None,
     fold_input: bool = False,
     **model_options: Any,
-) -> tuple[dict[str, torch.Tensor], WeightsMetadata]:
+) -> tuple[dict[str, torch.Tensor], ModelMeta]:
     """Reads a ``.caffemodel`` or PyTorch checkpoint as the state dict of an fcnseg model.
 
     A segmentation net loads as it is; an ILSVRC classifier becomes the FCN's initialisation
     (section 4.1). Either way the result loads strictly into
-    ``build_model(model, num_classes, **model_options)``.
+    ``build_model(model, num_classes=num_classes, **model_options)``.
 
     Args:
         src: a ``.caffemodel`` (``layer`` or legacy ``layers`` format), a torchvision VGG16
@@ -116,10 +118,13 @@ def convert(
     else:
         state = classifier_fcn_state_dict(where, blobs, model, num_classes, model_options)
     sha256, size = _digest(path)
-    metadata = WeightsMetadata(
+    classes = entry.classes if entry is not None and is_fcn else None
+    metadata = ModelMeta(
         model=model,
-        num_classes=num_classes,
-        input=convention,
+        build={"num_classes": num_classes, "geometry": "caffe", **model_options},
+        classes=tuple(classes or (f"class {i}" for i in range(num_classes))),
+        palette=bitmap_palette(num_classes),
+        input_convention=convention,
         init="fcn" if is_fcn else "classifier",
         source=WeightsSource(
             file=path.name,
@@ -128,8 +133,7 @@ def convert(
             layout=layout,
             published=None if entry is None else entry.name,
         ),
-        classes=entry.classes if entry is not None and is_fcn else None,
-        model_options=dict(model_options),
+        head_classes=_head_classes(entry) if is_fcn else {},
         notes=tuple(notes),
     )
     if dst is not None:
@@ -257,3 +261,10 @@ def _file_hash(path: Path, digest: Any) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _head_classes(entry: Published | None) -> dict[str, tuple[str, ...]]:
+    """The class names of a two-headed published net's second head (SIFT Flow's ``geo``)."""
+    if entry is None or entry.model is None or not MODELS[entry.model].geometric_head:
+        return {}
+    return {"geo": SIFTFLOW_GEOMETRIC_CLASSES}

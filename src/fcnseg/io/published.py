@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fcnseg.data.convention import VOC_MEAN_BGR
-from fcnseg.data.nyud import NYUD_CLASSES, NYUD_MEAN_BGR, NYUD_MEAN_HHA
+from fcnseg.convention import TORCHVISION_IMAGENET, InputConvention, caffe_convention
+from fcnseg.data.nyud import MODALITY_CONVENTIONS, NYUD_CLASSES, NYUD_MEAN_BGR
+from fcnseg.data.palettes import VOC_MEAN_BGR
 from fcnseg.data.pascal_context import CONTEXT_MEAN_BGR
 from fcnseg.data.siftflow import SIFTFLOW_CLASSES, SIFTFLOW_GEOMETRIC_CLASSES, SIFTFLOW_MEAN_BGR
 from fcnseg.data.voc import VOC_CLASSES
 from fcnseg.errors import FcnsegError
-from fcnseg.io.convention import TORCHVISION_IMAGENET, InputConvention, caffe_convention
 from fcnseg.models import VGG16, AlexNet, Classifier, GoogLeNet
 
 FCN = "fcn"
@@ -75,8 +75,9 @@ VOC_MEAN = VOC_MEAN_BGR  # ILSVRC's mean image, averaged per channel
 VGG16_ILSVRC_MEAN = (103.939, 116.779, 123.68)  # the VGG team's mean pixel
 GOOGLENET_MEAN = (104.0, 117.0, 123.0)  # bvlc_googlenet's train_val mean_value
 # HHA images are read as stored, without a channel flip (nyud_layers.py); the mean is in the
-# file's channel order, recorded as "RGB".
-NYUD_HHA = InputConvention("RGB", 255.0, NYUD_MEAN_HHA)
+# file's channel order, recorded as "RGB". The late-fusion net reads colour then HHA.
+NYUD_HHA = MODALITY_CONVENTIONS["hha"]
+NYUD_COLOR_HHA = MODALITY_CONVENTIONS["color-hha"]
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ PUBLISHED = _table(
     _fcn("nyud-fcn32s-hha", "nyud-fcn32s-hha-heavy.caffemodel", "fcn32s-vgg16", NYUD_CLASSES,
          NYUD_HHA),
     _fcn("nyud-fcn32s-color-hha", "nyud-fcn32s-color-hha-heavy.caffemodel",
-         "fcn32s-rgb-hha-vgg16", NYUD_CLASSES, caffe_convention(NYUD_MEAN_BGR)),
+         "fcn32s-rgb-hha-vgg16", NYUD_CLASSES, NYUD_COLOR_HHA),
     _fcn("nyud-fcn32s-color-hha-color", "nyud-fcn32s-color-hha-heavy.caffemodel",
          "fcn32s-vgg16", NYUD_CLASSES, caffe_convention(NYUD_MEAN_BGR), suffix="color",
          other_suffixes=("hha",)),

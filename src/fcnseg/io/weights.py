@@ -1,30 +1,51 @@
-"""fcnseg's weight files: a safetensors state dict with its metadata under the key ``fcnseg``.
+"""fcnseg's one weights format and its one loader.
 
-Safetensors holds tensors only and loads without unpickling; the metadata (JSON in the file's
-string header) says which model the tensors fit, its classes, the input the weights expect,
-and the file they were converted from, so that a weight file cannot be fed wrongly.
+Every weight file fcnseg writes (a training checkpoint, a converted ``.caffemodel`` or
+``.pth``, a shipped model) is a safetensors state dict under Caffe layer names whose header
+holds one metadata record, :class:`ModelMeta`, as JSON under the key ``fcnseg``: the model
+and its build options, classes, palette, input convention, where the weights came from, and
+the training iteration and metrics where there are any. Safetensors holds tensors only and
+loads without unpickling, so a weight file cannot run code.
+
+:func:`load_model` is the only way fcnseg rebuilds a model from weights: the CLI, evaluation,
+export and training's ``--init`` all use it. It also reads the two formats of fcnseg 0.1:
+``fcnseg-weights/1`` (converted files, metadata inside) and ``fcnseg-checkpoint/1`` (training
+checkpoints and the first shipped model, metadata in a ``.json`` beside the weights).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import functools
 import json
 import os
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import safetensors
+import safetensors.torch
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+from torch import nn
 
+from fcnseg.convention import InputConvention
 from fcnseg.errors import FcnsegError
-from fcnseg.io.convention import InputConvention
-from fcnseg.models import build_model
+from fcnseg.io.atomic import atomic_write
+from fcnseg.models import build_model, list_models
 
 METADATA_KEY = "fcnseg"
-FORMAT = "fcnseg-weights/1"
-INITS = ("fcn", "classifier")
+FORMAT = "fcnseg/2"
+LEGACY_WEIGHTS = "fcnseg-weights/1"
+LEGACY_CHECKPOINT = "fcnseg-checkpoint/1"
+# What the weights are: trained by fcnseg, a converted segmentation net, or an FCN cast from
+# an ImageNet classifier (score layers zero, upsampling bilinear; section 4.1).
+INITS = ("trained", "fcn", "classifier")
+# A header's JSON is read whole; a real record is a few kilobytes.
+MAX_METADATA_BYTES = 1 << 20
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 @dataclass(frozen=True)
@@ -47,100 +68,237 @@ class WeightsSource:
 
 
 @dataclass(frozen=True)
-class WeightsMetadata:
-    """What a weight file says about its tensors.
+class ModelMeta:
+    """What a weight file says about its tensors: the one metadata record.
 
     Attributes:
-        model: the fcnseg model name (``build_model``'s first argument).
-        num_classes: its score channels.
-        input: the input the weights expect.
-        init: ``"fcn"`` for a trained segmentation net, ``"classifier"`` for an FCN initialised
-            from a classifier (score layers zero, upsampling bilinear).
-        source: the file the weights came from.
-        classes: class names in index order, where known.
-        model_options: further keyword arguments of ``build_model`` (e.g. ``width``).
-        notes: caveats of the conversion, one sentence each.
+        model: the model name (:func:`fcnseg.list_models`).
+        build: the keyword arguments that rebuild it with ``build_model(model, **build)``:
+            ``num_classes``, ``geometry`` and backbone options such as ``width``.
+        classes: class names of the first head, index order.
+        palette: one RGB colour per class.
+        input_convention: the input the weights expect (:mod:`fcnseg.convention`).
+        init: ``"trained"`` (by fcnseg), ``"fcn"`` (a converted segmentation net) or
+            ``"classifier"`` (an FCN cast from an ImageNet classifier, not yet trained).
+        source: the file the weights were converted from, with its sha256; None if trained.
+        dataset: the dataset the weights were trained on, where known.
+        ignore_index: the void label of that dataset.
+        head_classes: class names of the heads after the first (SIFT Flow's ``geo``).
+        iteration: training steps done, for a checkpoint.
+        metrics: the held-out metrics recorded with a checkpoint (``fcnseg eval``'s record).
+        config: the training configuration, for a checkpoint.
+        notes: caveats, one sentence each.
+        git: the commit of the code that wrote the file, where known.
+        saved: when the file was written (ISO 8601, UTC).
     """
 
     model: str
-    num_classes: int
-    input: InputConvention
-    init: str
-    source: WeightsSource
-    classes: tuple[str, ...] | None = None
-    model_options: Mapping[str, Any] = field(default_factory=dict)
+    build: Mapping[str, Any]
+    classes: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    input_convention: InputConvention
+    init: str = "trained"
+    source: WeightsSource | None = None
+    dataset: str | None = None
+    ignore_index: int = 255
+    head_classes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    iteration: int | None = None
+    metrics: Mapping[str, Any] | None = None
+    config: Mapping[str, Any] | None = None
     notes: tuple[str, ...] = ()
+    git: str | None = None
+    saved: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.model not in list_models():
+            raise FcnsegError(f"unknown model '{self.model}'")
+        if self.init not in INITS:
+            raise FcnsegError(f"init {self.init!r}, expected one of {INITS}")
+        count = self.build.get("num_classes")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise FcnsegError(f"build num_classes {count!r}, expected a positive integer")
+        if len(self.classes) != count:
+            raise FcnsegError(f"{len(self.classes)} class names for {count} classes")
+        if len(self.palette) != count:
+            raise FcnsegError(f"{len(self.palette)} palette colours for {count} classes")
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the first head."""
+        return int(self.build["num_classes"])
+
+    def replace(self, **changes: Any) -> ModelMeta:
+        """A copy with ``changes``."""
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready; ``from_dict`` reads it back."""
+        """JSON-ready; :meth:`from_dict` reads it back."""
         return {
             "format": FORMAT,
             "model": self.model,
-            "num_classes": self.num_classes,
-            "classes": None if self.classes is None else list(self.classes),
-            "model_options": dict(self.model_options),
-            "input": self.input.to_dict(),
+            "build": dict(self.build),
+            "classes": list(self.classes),
+            "palette": [list(colour) for colour in self.palette],
+            "input_convention": self.input_convention.to_dict(),
             "init": self.init,
-            "source": {
-                "file": self.source.file,
-                "sha256": self.source.sha256,
-                "size": self.source.size,
-                "layout": self.source.layout,
-                "published": self.source.published,
-            },
+            "source": None if self.source is None else dataclasses.asdict(self.source),
+            "dataset": self.dataset,
+            "ignore_index": self.ignore_index,
+            "head_classes": {k: list(v) for k, v in self.head_classes.items()},
+            "iteration": self.iteration,
+            "metrics": None if self.metrics is None else dict(self.metrics),
+            "config": None if self.config is None else dict(self.config),
             "notes": list(self.notes),
+            "git": self.git,
+            "saved": self.saved,
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "metadata") -> WeightsMetadata:
-        """Reads ``to_dict``'s output; anything malformed is an FcnsegError naming ``where``."""
+    def from_dict(cls, data: Any, where: str = "metadata") -> ModelMeta:
+        """Reads :meth:`to_dict`'s output, or either format of fcnseg 0.1 (see the module).
+
+        Raises:
+            FcnsegError: anything malformed, naming ``where``.
+        """
+        if not isinstance(data, Mapping):
+            raise FcnsegError(f"{where}: fcnseg metadata is {type(data).__name__}, not an object")
         try:
-            if data.get("format") != FORMAT:
-                raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
-            source = data["source"]
-            classes = data["classes"]
-            metadata = cls(
-                model=_typed(data["model"], str, "model"),
-                num_classes=_typed(data["num_classes"], int, "num_classes"),
-                input=InputConvention.from_dict(data["input"]),
-                init=_typed(data["init"], str, "init"),
-                source=WeightsSource(
-                    file=_typed(source["file"], str, "source.file"),
-                    sha256=_typed(source["sha256"], str, "source.sha256"),
-                    size=_typed(source["size"], int, "source.size"),
-                    layout=_typed(source["layout"], str, "source.layout"),
-                    published=source["published"],
-                ),
-                classes=None if classes is None else tuple(str(c) for c in classes),
-                model_options=dict(_typed(data["model_options"], dict, "model_options")),
-                notes=tuple(str(n) for n in data["notes"]),
+            kind = data.get("format")
+            if kind == FORMAT:
+                return _from_current(data)
+            if kind == LEGACY_WEIGHTS:
+                return _from_legacy_weights(data)
+            if kind == LEGACY_CHECKPOINT:
+                return _from_legacy_checkpoint(data)
+            raise FcnsegError(
+                f"format {kind!r}, expected {FORMAT!r} (or {LEGACY_WEIGHTS!r}, "
+                f"{LEGACY_CHECKPOINT!r})"
             )
         except FcnsegError as error:
             raise FcnsegError(f"{where}: {error}") from None
         except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise FcnsegError(f"{where}: malformed fcnseg metadata ({error})") from None
-        if metadata.init not in INITS:
-            raise FcnsegError(f"{where}: init {metadata.init!r}, expected one of {INITS}")
-        if metadata.classes is not None and len(metadata.classes) != metadata.num_classes:
-            raise FcnsegError(
-                f"{where}: {len(metadata.classes)} class names for {metadata.num_classes} classes"
-            )
-        return metadata
+            raise FcnsegError(f"{where}: malformed fcnseg metadata ({error!r})") from None
+
+
+def _from_current(data: Mapping[str, Any]) -> ModelMeta:
+    source = data["source"]
+    return ModelMeta(
+        model=_typed(data["model"], str, "model"),
+        build=dict(_typed(data["build"], dict, "build")),
+        classes=tuple(
+            _typed(c, str, "class name") for c in _typed(data["classes"], list, "classes")
+        ),
+        palette=_palette(data["palette"]),
+        input_convention=InputConvention.from_dict(data["input_convention"]),
+        init=_typed(data["init"], str, "init"),
+        source=None if source is None else _source(source),
+        dataset=data["dataset"],
+        ignore_index=_typed(data["ignore_index"], int, "ignore_index"),
+        head_classes={
+            str(k): tuple(str(c) for c in v)
+            for k, v in _typed(data["head_classes"], dict, "head_classes").items()
+        },
+        iteration=data["iteration"],
+        metrics=data["metrics"],
+        config=data["config"],
+        notes=tuple(str(n) for n in data["notes"]),
+        git=data.get("git"),
+        saved=data.get("saved"),
+    )
+
+
+def _from_legacy_weights(data: Mapping[str, Any]) -> ModelMeta:
+    # fcnseg-weights/1: written by fcnseg convert 0.1; no palette, class names optional.
+    from fcnseg.data.palettes import bitmap_palette
+
+    count = _typed(data["num_classes"], int, "num_classes")
+    classes = data["classes"]
+    return ModelMeta(
+        model=_typed(data["model"], str, "model"),
+        build={"num_classes": count, "geometry": "caffe", **data["model_options"]},
+        classes=tuple(classes)
+        if classes is not None
+        else tuple(f"class {i}" for i in range(count)),
+        palette=bitmap_palette(count),
+        input_convention=InputConvention.from_dict(data["input"]),
+        init=_typed(data["init"], str, "init"),
+        source=_source(data["source"]),
+        notes=tuple(str(n) for n in data["notes"]),
+    )
+
+
+def _from_legacy_checkpoint(data: Mapping[str, Any]) -> ModelMeta:
+    # fcnseg-checkpoint/1: a training checkpoint's .json of fcnseg 0.1 (the mean was stored
+    # twice, as input_convention and mean_bgr; the convention is the one that counts).
+    source = data.get("source")
+    notes = (source,) if isinstance(source, str) else ()
+    return ModelMeta(
+        model=_typed(data["model"], str, "model"),
+        build=dict(_typed(data["build"], dict, "build")),
+        classes=tuple(str(c) for c in data["classes"]),
+        palette=_palette(data["palette"]),
+        input_convention=InputConvention.from_dict(data["input_convention"]),
+        init="trained",
+        dataset=data.get("dataset"),
+        ignore_index=int(data.get("ignore_index", 255)),
+        iteration=data.get("iteration"),
+        metrics=data.get("metrics"),
+        config=data.get("config"),
+        notes=notes,
+        git=data.get("git"),
+        saved=data.get("saved"),
+    )
+
+
+def _source(data: Mapping[str, Any]) -> WeightsSource:
+    return WeightsSource(
+        file=_typed(data["file"], str, "source.file"),
+        sha256=_typed(data["sha256"], str, "source.sha256"),
+        size=_typed(data["size"], int, "source.size"),
+        layout=_typed(data["layout"], str, "source.layout"),
+        published=data["published"],
+    )
+
+
+def _palette(data: Any) -> tuple[tuple[int, int, int], ...]:
+    colours = []
+    for colour in _typed(data, list, "palette"):
+        if len(colour) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in colour):
+            raise ValueError(f"palette colour {colour!r}, expected three integers 0-255")
+        colours.append((colour[0], colour[1], colour[2]))
+    return tuple(colours)
+
+
+def _typed(value: Any, kind: type, name: str) -> Any:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TypeError(f"{name} is {type(value).__name__}, expected {kind.__name__}")
+    return value
 
 
 def save_weights(
-    path: str | os.PathLike[str], state_dict: Mapping[str, torch.Tensor], metadata: WeightsMetadata
-) -> None:
-    """Writes ``state_dict`` and ``metadata`` as a safetensors file."""
-    tensors = {key: tensor.detach().contiguous() for key, tensor in state_dict.items()}
+    path: str | os.PathLike[str],
+    state_dict: Mapping[str, torch.Tensor],
+    meta: ModelMeta,
+) -> Path:
+    """Writes ``state_dict`` with ``meta`` in its header, atomically (see
+    :func:`fcnseg.io.atomic.atomic_write`); the commit and the time are recorded.
+
+    Raises:
+        FcnsegError: the file cannot be written.
+    """
+    path = Path(path)
+    tensors = {k: t.detach().cpu().contiguous() for k, t in state_dict.items()}
+    meta = meta.replace(git=meta.git or git_hash(), saved=_now())
+    header = {METADATA_KEY: json.dumps(meta.to_dict())}
     try:
-        save_file(tensors, path, metadata={METADATA_KEY: json.dumps(metadata.to_dict())})
+        atomic_write(path, safetensors.torch.save(tensors, metadata=header))
     except OSError as error:
         raise FcnsegError(f"{path}: cannot write: {error.strerror or error}") from None
+    return path
 
 
-def load_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], WeightsMetadata]:
-    """The state dict and metadata of a file written by :func:`save_weights`.
+def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], ModelMeta]:
+    """The state dict and metadata of a weight file, in the current or a 0.1 format.
 
     Raises:
         FcnsegError: the file is missing, not safetensors, or has no valid fcnseg metadata.
@@ -149,37 +307,144 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
     if not path.is_file():
         raise FcnsegError(f"{path}: no such file")
     try:
-        with safe_open(path, framework="pt") as handle:
+        with safetensors.safe_open(path, framework="pt") as handle:
             header = handle.metadata() or {}
             state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
     except Exception as error:  # noqa: BLE001 - safetensors reports a bad file in several ways
         raise FcnsegError(f"{path}: not a readable safetensors file ({error})") from None
-    if METADATA_KEY not in header:
-        raise FcnsegError(f"{path}: no '{METADATA_KEY}' metadata; not written by fcnseg convert")
+    if METADATA_KEY in header:
+        text = header[METADATA_KEY]
+    elif header.get("format") == LEGACY_CHECKPOINT:
+        text = _legacy_sidecar(path, header)
+    else:
+        raise FcnsegError(f"{path}: no fcnseg metadata; not a file fcnseg wrote")
+    if len(text) > MAX_METADATA_BYTES:
+        raise FcnsegError(f"{path}: fcnseg metadata of {len(text)} bytes; a real one is small")
     try:
-        data = json.loads(header[METADATA_KEY])
-    except json.JSONDecodeError as error:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as error:
         raise FcnsegError(f"{path}: fcnseg metadata is not JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise FcnsegError(f"{path}: fcnseg metadata is {type(data).__name__}, expected an object")
-    return state, WeightsMetadata.from_dict(data, str(path))
+    return state, ModelMeta.from_dict(data, str(path))
+
+
+def _legacy_sidecar(path: Path, header: Mapping[str, str]) -> str:
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        raise FcnsegError(f"{sidecar}: checkpoint metadata not found")
+    if sidecar.stat().st_size > MAX_METADATA_BYTES:
+        raise FcnsegError(f"{sidecar}: {sidecar.stat().st_size} bytes; a real one is small")
+    try:
+        text = sidecar.read_text()
+        saved = json.loads(text).get("iteration")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
+        raise FcnsegError(f"{sidecar}: cannot read checkpoint metadata ({error})") from None
+    if "iteration" in header and int(header["iteration"]) != int(saved or 0):
+        raise FcnsegError(
+            f"{path}: weights of iteration {header['iteration']} but {sidecar.name} describes "
+            f"iteration {saved} (an interrupted save?)"
+        )
+    return text
+
+
+def load_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source: Path) -> None:
+    """Loads a whole state dict strictly, naming ``source`` and the first misfits if it does
+    not fit.
+
+    Raises:
+        FcnsegError: missing or unexpected keys, or a tensor of another shape.
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing {missing[:3]}")
+    if unexpected:
+        problems.append(f"unexpected {unexpected[:3]}")
+    if wrong:
+        name = wrong[0]
+        problems.append(
+            f"{name} is {tuple(state[name].shape)}, the model's {tuple(expected[name].shape)}"
+        )
+    if problems:
+        raise FcnsegError(f"{source}: weights do not fit the model ({'; '.join(problems)})")
+    model.load_state_dict(state)
+
+
+def list_pretrained() -> list[str]:
+    """Names of the models shipped with fcnseg (``load_model`` takes them)."""
+    if not WEIGHTS_DIR.is_dir():
+        return []
+    return sorted(path.stem for path in WEIGHTS_DIR.glob("*.safetensors"))
+
+
+def resolve(spec: str | os.PathLike[str]) -> Path:
+    """The weight file ``spec`` names: a ``.safetensors`` file (or a 0.1 checkpoint's
+    ``.json``), a checkpoint stem (``runs/voc/best``), a run folder (its ``best``, else its
+    ``last``), or a shipped model's name.
+
+    Raises:
+        FcnsegError: ``spec`` is none of these.
+    """
+    path = Path(spec)
+    if path.is_dir():
+        for stem in ("best", "last"):
+            if (path / f"{stem}.safetensors").is_file():
+                return path / f"{stem}.safetensors"
+        raise FcnsegError(f"{path}: folder holds no best or last checkpoint")
+    if path.suffix in (".safetensors", ".json") and path.is_file():
+        return path.with_suffix(".safetensors")
+    if path.with_name(path.name + ".safetensors").is_file():
+        return path.with_name(path.name + ".safetensors")
+    if str(spec) in list_pretrained():
+        return WEIGHTS_DIR / f"{spec}.safetensors"
+    known = ", ".join(list_pretrained()) or "none shipped"
+    raise FcnsegError(
+        f"{spec}: no such weight file, checkpoint or shipped model (shipped: {known})"
+    )
 
 
 def load_model(
-    path: str | os.PathLike[str], geometry: str = "caffe"
-) -> tuple[torch.nn.Module, WeightsMetadata]:
-    """The model a weight file describes, built and loaded strictly, and its metadata."""
-    state, metadata = load_weights(path)
-    net = build_model(metadata.model, metadata.num_classes, geometry, **metadata.model_options)
+    spec: str | os.PathLike[str], *, device: torch.device | str | None = None
+) -> nn.Module:
+    """The model a weight file describes, built, loaded strictly, in eval mode.
+
+    The model's metadata record is at ``model.meta`` (:class:`ModelMeta`): classes, palette,
+    input convention, source, and a checkpoint's iteration and metrics.
+
+    Args:
+        spec: a shipped model's name (:func:`list_pretrained`), a ``.safetensors`` file, a
+            checkpoint stem (``runs/voc/best``) or a run folder (its ``best``, else ``last``).
+        device: where to put the model; the CPU when None.
+
+    Raises:
+        FcnsegError: no such file or model, a file fcnseg cannot read, or weights that do
+            not fit the model their metadata names.
+    """
+    path = resolve(spec)
+    state, meta = read_weights(path)
+    model = build_model(meta.model, **meta.build)
+    load_state_dict(model, state, path)
+    model.meta = meta
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model
+
+
+@functools.cache
+def git_hash() -> str | None:
+    """The commit of the code that is running, or None outside a git checkout."""
+    here = Path(__file__).resolve().parent
     try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()[0]
-        raise FcnsegError(f"{path}: does not fit model '{metadata.model}' ({first})") from None
-    return net, metadata
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
 
 
-def _typed(value: Any, kind: type, name: str) -> Any:
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise TypeError(f"{name} is {type(value).__name__}, expected {kind.__name__}")
-    return value
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

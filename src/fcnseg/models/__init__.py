@@ -3,7 +3,7 @@
 from fcnseg.models.alexnet import AlexNet
 from fcnseg.models.classifier import Classifier, classifier_geometry
 from fcnseg.models.convolutionalize import convolutionalize
-from fcnseg.models.fcn import FCN
+from fcnseg.models.fcn import FCN, head_scores
 from fcnseg.models.fusion import LateFusionFCN, expand_input_channels
 from fcnseg.models.googlenet import GoogLeNet
 from fcnseg.models.registry import MODELS, build_model, list_models
@@ -22,6 +22,7 @@ __all__ = [
     "classifier_geometry",
     "convolutionalize",
     "expand_input_channels",
+    "head_scores",
     "init_from_coarser",
     "list_models",
 ]

@@ -57,6 +57,16 @@ class FCN(nn.Module):
         heads: several score heads on one backbone, layer-name suffix to classes (SIFT Flow's
             ``{"_sem": 33, "_geo": 3}`` names its layers ``score_fr_sem``, ``upscore2_geo``);
             the output is then a dict from the suffix without its underscore to scores.
+
+    Attributes (the interface every FCN shares, :class:`~fcnseg.models.LateFusionFCN` too):
+        in_channels: channels of the input.
+        heads: head name to classes, in output order: ``{"out": K}`` for a net of one head
+            (whose output is the N x K x H x W tensor itself), ``{"sem": 33, "geo": 3}`` for
+            SIFT Flow's (whose output is a dict by those names); see
+            :func:`fcnseg.models.head_scores`.
+        num_classes: the first head's classes.
+        score_geometry: the geometry of each score map before fusion (``fc7``, skips).
+        output_geometry: the geometry of the final upsampled scores before the crop.
     """
 
     def __init__(
@@ -74,8 +84,12 @@ class FCN(nn.Module):
                 raise ValueError(f"{type(backbone).__name__} has no '{name}' map for a skip")
         if (heads is None) == (num_classes is None):
             raise ValueError("give either num_classes or heads")
-        self.heads = {"": num_classes} if heads is None else dict(heads)
-        self.num_classes = num_classes if heads is None else dict(heads)
+        # layer-name suffix -> classes; the public names drop the underscore
+        self.head_suffixes = {"": num_classes} if heads is None else dict(heads)
+        self.heads = {head_name(s): k for s, k in self.head_suffixes.items()}
+        self.num_classes = next(iter(self.heads.values()))
+        first = backbone.get_submodule(backbone.input_layer)
+        self.in_channels = int(first.in_channels)
         self.trunk = list(backbone.trunk)
         self.taps = {name: tap.layer for name, tap in backbone.taps.items()}
         self.skips = skips
@@ -91,7 +105,7 @@ class FCN(nn.Module):
         tap_geometry = trunk_geometry(self, self.trunk, self.taps)
         self.score_geometry = {"fc7": tap_geometry["fc7"], **{s: tap_geometry[s] for s in skips}}
         self.final_upscore = {0: "upscore", 1: "upscore16", 2: "upscore8"}[len(skips)]
-        for suffix, classes in self.heads.items():
+        for suffix, classes in self.head_suffixes.items():
             self.add_module(f"score_fr{suffix}", _zero_conv(backbone.taps["fc7"].channels, classes))
             score = tap_geometry["fc7"]
             fusions: list[Fusion] = []
@@ -133,7 +147,7 @@ class FCN(nn.Module):
                 feature = self.get_submodule(f"scale_{skip}")(feature)
             skip_features[skip] = feature
         scores = {}
-        for suffix in self.heads:
+        for suffix in self.head_suffixes:
             score = self.get_submodule(f"score_fr{suffix}")(features["fc7"])  # N×K×H/32×W/32
             for fusion in self.fusions:
                 upscore = self.get_submodule(_SKIP_UPSCORE[fusion.skip] + suffix)(score)  # 2x
@@ -152,10 +166,15 @@ class FCN(nn.Module):
         c = self.crop
         for suffix, score in scores.items():
             upscore = self.get_submodule(self.final_upscore + suffix)(score)  # N×K×~H×~W
-            outputs[suffix.lstrip("_")] = upscore[:, :, c : c + height, c : c + width]
-        if list(outputs) == [""]:
-            return outputs[""]
+            outputs[head_name(suffix)] = upscore[:, :, c : c + height, c : c + width]
+        if len(outputs) == 1:
+            return next(iter(outputs.values()))
         return outputs
+
+    @property
+    def coarse_geometry(self) -> Geometry:
+        """The geometry of the coarsest score map (``score_fr``), where loss sampling draws."""
+        return self.score_geometry["fc7"]
 
     def derived_crops(self) -> dict[str, int]:
         """Every crop offset, under the name of the layer whose output is cropped."""
@@ -165,6 +184,27 @@ class FCN(nn.Module):
             crops[f"score_{fusion.skip}"] = fusion.crop_skip
         crops[self.final_upscore] = self.crop
         return crops
+
+
+SINGLE_HEAD = "out"
+
+
+def head_name(suffix: str) -> str:
+    """A head's public name from its layer-name suffix: ``"_geo"`` is ``"geo"``; the one head
+    of a single-headed net (no suffix) is ``"out"``, as torchvision names it."""
+    return suffix.lstrip("_") or SINGLE_HEAD
+
+
+def head_scores(
+    model: nn.Module, output: torch.Tensor | dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """A model's output as head name -> N x K x H x W scores, in ``model.heads`` order,
+    whether the net has one head (its output is the tensor) or several (a dict)."""
+    if isinstance(output, dict):
+        return output
+    heads = getattr(model, "heads", {SINGLE_HEAD: None})  # any single-output module
+    (name,) = heads
+    return {name: output}
 
 
 def _crop_sum(a: torch.Tensor, crop_a: int, b: torch.Tensor, crop_b: int) -> torch.Tensor:

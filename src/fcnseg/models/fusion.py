@@ -52,9 +52,16 @@ class LateFusionFCN(nn.Module):
         for name, stream in streams.items():
             self.add_module(name, stream)  # state dict: color.conv1_1.weight, hha.conv1_1...
         self.stream_names = list(streams)
-        self.in_channels = dict(in_channels)
+        self.stream_channels = dict(in_channels)
         self.weight = weight
-        self.num_classes = next(iter(streams.values())).num_classes
+        first = next(iter(streams.values()))
+        # The interface of every FCN (see FCN): the streams share heads and geometry.
+        self.in_channels = sum(in_channels.values())
+        self.heads = dict(first.heads)
+        self.num_classes = first.num_classes
+        self.score_geometry = first.score_geometry
+        self.output_geometry = first.output_geometry
+        self.coarse_geometry = first.coarse_geometry
 
     def caffe_layer(self, module_path: str) -> str:
         """The reference's layer name: a stream's layers carry its name as a suffix
@@ -67,7 +74,7 @@ class LateFusionFCN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """N x (sum of stream channels) x H x W to N x classes x H x W scores."""
-        inputs = torch.split(x, list(self.in_channels.values()), dim=1)
+        inputs = torch.split(x, list(self.stream_channels.values()), dim=1)
         fused: dict[str, torch.Tensor] | None = None
         streams = [self.get_submodule(name) for name in self.stream_names]
         for stream, stream_input in zip(streams, inputs, strict=True):

@@ -73,9 +73,9 @@ def list_models() -> list[str]:
 
 def build_model(
     name: str,
+    *,
     num_classes: int,
     geometry: str = "caffe",
-    *,
     classifier: Classifier | None = None,
     **backbone_options: object,
 ) -> FCN | LateFusionFCN:

@@ -2,16 +2,15 @@
 
 from fcnseg.train.checkpoint import (
     CheckpointFiles,
-    atomic_write,
+    TrainState,
     load_checkpoint,
-    load_model,
     load_training_state,
     save_checkpoint,
+    training_meta,
 )
 from fcnseg.train.loop import (
     DivergedError,
     FitResult,
-    TrainState,
     fit,
     fit_staged,
     train_step,
@@ -40,7 +39,6 @@ __all__ = [
     "FitResult",
     "TrainConfig",
     "TrainState",
-    "atomic_write",
     "build_optimizer",
     "class_frequencies",
     "fit",
@@ -48,7 +46,6 @@ __all__ = [
     "learning_rate",
     "list_recipes",
     "load_checkpoint",
-    "load_model",
     "load_training_state",
     "loss_sampling_mask",
     "median_frequency_weights",
@@ -56,6 +53,7 @@ __all__ = [
     "pixel_loss",
     "recipe",
     "save_checkpoint",
+    "training_meta",
     "set_learning_rate",
     "staged_configs",
     "staged_models",

@@ -1,261 +1,137 @@
-"""Checkpoints: safetensors weights, JSON metadata, and the training state beside them.
+"""Checkpoints: fcnseg's weight file plus the training state beside it, saved and restored.
 
-A checkpoint named ``last`` in a run folder is three files:
+A checkpoint named ``last`` in a run folder is two files:
 
-* ``last.safetensors``: the model's state dict (weights and batch-norm statistics);
-* ``last.json``: what the weights are and how to feed them: the model name and the build
-  options that rebuild it (``fcnseg.build_model(model, **build)``), class names, palette,
-  input convention, the training configuration, iteration, metrics and git hash;
+* ``last.safetensors``: the model's state dict (weights and batch-norm statistics) with its
+  :class:`~fcnseg.io.weights.ModelMeta` in the header (the training configuration, iteration
+  and held-out metrics included): the same format as every weight file fcnseg writes, so
+  ``fcnseg.load_model("run/last")`` rebuilds it;
 * ``last.state.pt``: what resuming needs besides the weights: the optimiser's state dict, the
   random generators' states and the best score so far, saved with ``torch.save`` and read
   back with ``weights_only=True`` (tensors, numbers and strings only, nothing unpickled).
 
-Each file is written atomically (a temporary file in the same folder, fsync, ``os.replace``),
-so a write killed midway leaves the previous version whole. The iteration is recorded in all
-three, so that files from different saves are never mixed silently.
+Each file is written atomically (:func:`fcnseg.io.atomic.atomic_write`), state first, so a
+write killed midway leaves the previous checkpoint whole. The iteration is recorded in both,
+so that files from different saves are never mixed silently.
 """
 
 from __future__ import annotations
 
-import datetime
-import functools
 import io
-import json
 import os
-import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import safetensors
-import safetensors.torch
 import torch
+import torch.distributed as dist
 from torch import nn
 
+from fcnseg.convention import InputConvention
 from fcnseg.data import DatasetInfo
 from fcnseg.errors import FcnsegError
-from fcnseg.io.convention import caffe_convention
-from fcnseg.models import FCN, build_model
-
-FORMAT = "fcnseg-checkpoint/1"
+from fcnseg.io.atomic import atomic_write
+from fcnseg.io.weights import ModelMeta, load_state_dict, read_weights, save_weights
+from fcnseg.train import distributed
+from fcnseg.train.recipes import TrainConfig
 
 
 @dataclass(frozen=True)
 class CheckpointFiles:
-    """The three files of one checkpoint."""
+    """The files of one checkpoint."""
 
     weights: Path
-    metadata: Path
     state: Path
 
     @classmethod
     def of(cls, path: str | os.PathLike[str]) -> CheckpointFiles:
-        """The files of the checkpoint at ``path``: its ``.safetensors`` or ``.json`` file, or
-        the folder and stem without a suffix (``run/last``)."""
+        """The files of the checkpoint at ``path``: its ``.safetensors`` file, or the folder
+        and stem without a suffix (``run/last``)."""
         path = Path(path)
         if path.suffix in (".safetensors", ".json"):
             path = path.with_suffix("")
         return cls(
-            path.with_name(path.name + ".safetensors"),
-            path.with_name(path.name + ".json"),
-            path.with_name(path.name + ".state.pt"),
+            path.with_name(path.name + ".safetensors"), path.with_name(path.name + ".state.pt")
         )
 
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replaces ``path`` by ``data`` all at once: readers see the old file or the new one.
-
-    The data goes to a temporary file in the same folder (so that the rename stays on one
-    file system), is flushed to disk, then renamed over ``path``. If anything fails midway the
-    temporary file is removed and ``path`` is left as it was.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as file:
-            _write(file, data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    def exists(self) -> bool:
+        """Whether the weights were saved."""
+        return self.weights.is_file()
 
 
-def _write(file: Any, data: bytes) -> None:
-    file.write(data)
+@dataclass
+class TrainState:
+    """Where a run is: the steps done and the best evaluation so far."""
+
+    iteration: int = 0
+    best_mean_iu: float = float("-inf")
+    best_iteration: int = 0
 
 
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not every platform can open a folder.
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
-def model_metadata(
-    model_name: str,
-    num_classes: int,
-    geometry: str,
-    backbone: dict[str, Any],
+def training_meta(
+    config: TrainConfig,
     info: DatasetInfo,
-) -> dict[str, Any]:
-    """What any checkpoint of this model says about itself, before training adds its part."""
-    return {
-        "format": FORMAT,
-        "model": model_name,
-        "build": {"num_classes": num_classes, "geometry": geometry, **backbone},
-        "dataset": info.name,
-        "classes": list(info.class_names),
-        "palette": [list(colour) for colour in info.palette],
-        "ignore_index": info.ignore_index,
-        # The datasets feed the net Caffe's way: BGR, 0-255, the dataset's mean subtracted.
-        "input_convention": caffe_convention(tuple(info.mean_bgr[:3])).to_dict(),
-        "mean_bgr": list(info.mean_bgr),
-    }
+    convention: InputConvention,
+    head_classes: Mapping[str, Sequence[str]],
+) -> ModelMeta:
+    """The record every checkpoint of a run starts from; saving adds iteration and metrics.
+
+    Args:
+        config: the run.
+        info: the training dataset's classes, palette and void label.
+        convention: the input convention the run feeds the net (its starting weights').
+        head_classes: class names of the heads after the first (SIFT Flow's ``geo``).
+    """
+    return ModelMeta(
+        model=config.model,
+        build={"num_classes": info.num_classes, "geometry": config.geometry, **config.backbone},
+        classes=tuple(info.class_names),
+        palette=tuple(info.palette),
+        input_convention=convention,
+        init="trained",
+        dataset=info.name,
+        ignore_index=info.ignore_index,
+        head_classes={k: tuple(v) for k, v in head_classes.items()},
+        config=config.to_dict(),
+    )
 
 
 def save_checkpoint(
     path: str | os.PathLike[str],
     model: nn.Module,
-    metadata: dict[str, Any],
+    meta: ModelMeta,
     training_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Writes the checkpoint ``path`` (e.g. ``run/last``): state, then weights, then metadata.
+    """Writes the checkpoint ``path`` (e.g. ``run/last``): the state, then the weights.
 
     Args:
         path: the checkpoint's folder and stem.
         model: the net (not its DDP or compiled wrapper).
-        metadata: :func:`model_metadata` plus the run's ``iteration``, ``config``, ``metrics``.
+        meta: the record, with the run's ``iteration`` and ``metrics``.
         training_state: what resuming needs (optimiser and generator states), or None.
 
     Returns:
         The weights file.
     """
     files = CheckpointFiles.of(path)
-    iteration = int(metadata.get("iteration", 0))
     if training_state is not None:
-        buffer = _torch_bytes({**training_state, "iteration": iteration})
-        atomic_write(files.state, buffer)
-    tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
-    header = {"format": FORMAT, "iteration": str(iteration)}
-    atomic_write(files.weights, safetensors.torch.save(tensors, metadata=header))
-    record = {**metadata, "git": git_hash(), "saved": _now()}
-    atomic_write(files.metadata, (json.dumps(record, indent=2) + "\n").encode())
-    return files.weights
+        buffer = io.BytesIO()
+        torch.save({**training_state, "iteration": int(meta.iteration or 0)}, buffer)
+        atomic_write(files.state, buffer.getvalue())
+    return save_weights(files.weights, model.state_dict(), meta)
 
 
-def _torch_bytes(obj: Any) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The state dict and metadata of the checkpoint at ``path``.
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], ModelMeta]:
+    """The state dict and record of the checkpoint at ``path``.
 
     Raises:
-        FcnsegError: a file is missing or unreadable, or the weights and metadata come from
-            different saves.
+        FcnsegError: a file is missing or unreadable.
     """
     files = CheckpointFiles.of(path)
-    metadata = read_metadata(files.metadata)
     if not files.weights.is_file():
         raise FcnsegError(f"{files.weights}: checkpoint weights not found")
-    try:
-        state = safetensors.torch.load_file(files.weights)
-        with safetensors.safe_open(files.weights, "pt") as file:
-            header = file.metadata() or {}
-    except Exception as error:  # noqa: BLE001 - a damaged file fails in the reader's own way
-        raise FcnsegError(f"{files.weights}: cannot read safetensors weights ({error})") from None
-    saved = header.get("iteration")
-    if saved is not None and int(saved) != int(metadata.get("iteration", 0)):
-        raise FcnsegError(
-            f"{files.weights}: weights of iteration {saved} but {files.metadata.name} describes "
-            f"iteration {metadata.get('iteration')} (an interrupted save?)"
-        )
-    return state, metadata
-
-
-def read_metadata(path: Path) -> dict[str, Any]:
-    """A checkpoint's JSON metadata, checked for the keys that rebuild its model."""
-    if not path.is_file():
-        raise FcnsegError(f"{path}: checkpoint metadata not found")
-    try:
-        metadata = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise FcnsegError(f"{path}: cannot read checkpoint metadata ({error})") from None
-    missing = [key for key in ("model", "build", "classes", "palette") if key not in metadata]
-    if not isinstance(metadata, dict) or missing:
-        raise FcnsegError(f"{path}: not fcnseg checkpoint metadata (missing {missing})")
-    return metadata
-
-
-def load_model(
-    path: str | os.PathLike[str],
-    *,
-    model_name: str | None = None,
-    num_classes: int | None = None,
-) -> tuple[FCN, dict[str, Any]]:
-    """Rebuilds the checkpoint's model and loads its weights.
-
-    Args:
-        path: the checkpoint (see :meth:`CheckpointFiles.of`).
-        model_name: if given, the model the checkpoint must be of.
-        num_classes: if given, the class count it must have.
-
-    Raises:
-        FcnsegError: the checkpoint is of another model or class count, or its weights do
-            not fit the model its metadata names.
-    """
-    state, metadata = load_checkpoint(path)
-    files = CheckpointFiles.of(path)
-    build = dict(metadata["build"])
-    if model_name is not None and metadata["model"] != model_name:
-        raise FcnsegError(
-            f"{files.weights}: checkpoint of model '{metadata['model']}', expected '{model_name}'"
-        )
-    if num_classes is not None and build.get("num_classes") != num_classes:
-        raise FcnsegError(
-            f"{files.weights}: checkpoint for {build.get('num_classes')} classes, "
-            f"expected {num_classes}"
-        )
-    model = build_model(metadata["model"], **build)
-    load_state(model, state, files.weights)
-    return model, metadata
-
-
-def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
-    """Loads a whole state dict, naming ``source`` in the error if it does not fit."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    problems = []
-    if missing:
-        problems.append(f"missing {missing[:3]}")
-    if unexpected:
-        problems.append(f"unexpected {unexpected[:3]}")
-    if wrong:
-        name = wrong[0]
-        problems.append(
-            f"{name} is {tuple(state[name].shape)}, the model's {tuple(expected[name].shape)}"
-        )
-    if problems:
-        raise FcnsegError(f"{source}: weights do not fit the model ({'; '.join(problems)})")
-    model.load_state_dict(state)
+    return read_weights(files.weights)
 
 
 def load_training_state(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -269,14 +145,73 @@ def load_training_state(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise FcnsegError(f"{files.state}: cannot read training state ({error})") from None
 
 
-@functools.cache
-def git_hash() -> str | None:
-    """The commit of the code that is running, or None outside a git checkout."""
-    here = Path(__file__).resolve().parent
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+def save_run(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    scaler: torch.amp.GradScaler | None,
+    meta: ModelMeta,
+    state: TrainState,
+    record: dict[str, Any] | None,
+    context: distributed.Context,
+) -> None:
+    """Writes one checkpoint from the main process, with every process's generator states
+    (a checkpoint without an optimiser, ``best``, holds no training state)."""
+    training_state = None
+    if optimizer is not None and scaler is not None:
+        training_state = {
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": _gather_rng_states(context),
+            "best_mean_iu": state.best_mean_iu,
+            "best_iteration": state.best_iteration,
+        }
+    if context.is_main:
+        save_checkpoint(
+            path, model, meta.replace(iteration=state.iteration, metrics=record), training_state
         )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    distributed.barrier(context)
+
+
+def _gather_rng_states(context: distributed.Context) -> list[dict[str, Any]]:
+    own: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        own["cuda"] = torch.cuda.get_rng_state_all()
+    if not context.distributed:
+        return [own]
+    states: list[Any] = [None] * context.world_size
+    dist.all_gather_object(states, own)
+    return states
+
+
+def restore(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    context: distributed.Context,
+) -> tuple[TrainState, ModelMeta]:
+    """Loads the checkpoint ``path`` into the model and optimiser; returns where it was and
+    its record (whose ``config`` the caller checks against the resumed run's)."""
+    files = CheckpointFiles.of(path)
+    if not files.exists():
+        raise FcnsegError(f"{path.parent}: no checkpoint to resume ({files.weights.name} missing)")
+    state_dict, meta = load_checkpoint(path)
+    load_state_dict(model, state_dict, files.weights)
+    training = load_training_state(path)
+    if training["iteration"] != meta.iteration:
+        raise FcnsegError(
+            f"{files.state}: training state of iteration {training['iteration']}, weights of "
+            f"iteration {meta.iteration} (an interrupted save?)"
+        )
+    optimizer.load_state_dict(training["optimizer"])
+    scaler.load_state_dict(training["scaler"])
+    rng = training["rng"]
+    own = rng[context.rank] if len(rng) == context.world_size else rng[0]
+    torch.set_rng_state(own["torch"])
+    if "cuda" in own and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(own["cuda"])
+    state = TrainState(
+        int(meta.iteration or 0), training["best_mean_iu"], training["best_iteration"]
+    )
+    return state, meta

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
+from torch import nn
 from torch.utils.data import Dataset
 
 from fcnseg.data import DatasetInfo, build_dataset
-from fcnseg.data.synthetic import SYNTHETIC, synthetic_dataset
 from fcnseg.errors import FcnsegError
 from fcnseg.train.loss import class_frequencies, median_frequency_weights, parse_class_weights
 from fcnseg.train.recipes import TrainConfig
@@ -17,35 +15,29 @@ from fcnseg.train.recipes import TrainConfig
 def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     """The training split and the held-out split (None without one), unaugmented.
 
-    ``"synthetic"`` is the demo's generated data (``fcnseg.data.synthetic``), which needs no
-    folder; every other name is read from its folder by ``fcnseg.data.build_dataset``, with
-    ``config.dataset_options``. The held-out split gets the same options when it is of the same
-    dataset; another dataset (``val_dataset``) is read with its reader's defaults, since the
-    options of one reader need not exist in another (SBD's ``exclude``, not VOC's).
+    Each is read by ``fcnseg.data.build_dataset`` (the demo's ``synthetic`` data needs no
+    folder), with ``config.dataset_options``. The held-out split gets the same options when it
+    is of the same dataset; another dataset (``val_dataset``) is read with its reader's defaults,
+    since the options of one reader need not exist in another (SBD's ``exclude``, not VOC's).
     """
     options = config.dataset_options
-    train = _dataset(config.dataset, config.root, config.train_split, config.seed, options)
+    train = build_dataset(config.dataset, config.root, config.train_split, **options)
     if config.val_split is None:
         return train, None
     val_dataset = config.val_dataset or config.dataset
     val_root = config.val_root or config.root
     val_options = options if val_dataset == config.dataset else {}
-    val = _dataset(val_dataset, val_root, config.val_split, config.seed, val_options)
-    train_info, val_info = train.info, val.info  # type: ignore[attr-defined]
-    if (val_info.class_names, val_info.mean_bgr) != (train_info.class_names, train_info.mean_bgr):
+    val = build_dataset(val_dataset, val_root, config.val_split, **val_options)
+    train_info, val_info = train.info, val.info
+    if (val_info.class_names, val_info.convention) != (
+        train_info.class_names,
+        train_info.convention,
+    ):
         raise FcnsegError(
             f"{val_root}: held-out dataset '{val_dataset}' differs from '{config.dataset}' in "
             "its classes or mean; the model would be scored on other input than it learnt"
         )
     return train, val
-
-
-def _dataset(name: str, root: str, split: str, seed: int, options: dict[str, Any]) -> Dataset:
-    if name == SYNTHETIC:
-        if options:
-            raise FcnsegError(f"dataset '{SYNTHETIC}' has no options (given {sorted(options)})")
-        return synthetic_dataset(split, seed=seed)
-    return build_dataset(name, root, split, **options)
 
 
 def class_weights_for(
@@ -70,3 +62,26 @@ def class_weights_for(
 def _first_task(label: torch.Tensor) -> torch.Tensor:
     """The H x W label of the first task of an [T x] H x W label."""
     return label[0] if label.dim() == 3 else label
+
+
+def check_data(model: nn.Module, dataset: Dataset) -> None:
+    """Fails at once if the images do not have the model's input channels, or the labels not
+    one channel per score head (SIFT Flow's two-headed nets need the dataset option
+    ``task=both``); the first sample stands for the dataset.
+
+    Raises:
+        FcnsegError: saying which and what to set.
+    """
+    image, label = dataset[0]
+    if image.shape[0] != model.in_channels:
+        raise FcnsegError(
+            f"the model takes {model.in_channels} input channels but the dataset gives "
+            f"{image.shape[0]} (NYUDv2: set the dataset option modality)"
+        )
+    heads = len(model.heads)
+    tasks = label.shape[0] if label.dim() == 3 else 1
+    if tasks != heads:
+        raise FcnsegError(
+            f"the model has {heads} score heads but the dataset gives {tasks} label(s) per "
+            "pixel (SIFT Flow: set the dataset option task=both)"
+        )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from fcnseg.errors import FcnsegError
+from fcnseg.runtime import choose_device
 
 
 @dataclass(frozen=True)
@@ -35,15 +35,6 @@ class Context:
     def distributed(self) -> bool:
         """Whether a process group is in use."""
         return self.world_size > 1
-
-
-def choose_device(preference: str) -> torch.device:
-    """``"auto"``: CUDA when available, else the CPU."""
-    if preference == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise FcnsegError("device 'cuda' requested but no CUDA device is available")
-    return torch.device(preference)
 
 
 def setup(preference: str = "auto") -> Context:

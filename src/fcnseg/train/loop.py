@@ -13,35 +13,34 @@ import math
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from fcnseg.errors import FcnsegError
-from fcnseg.evaluate import evaluate, evaluation_loader, metrics_record
-from fcnseg.evaluate.evaluate import autocast, head_class_names
-from fcnseg.models import FCN, LateFusionFCN, build_model
+from fcnseg.evaluation import evaluate, evaluation_loader, head_class_names, metrics_record
+from fcnseg.io.weights import ModelMeta, load_model
+from fcnseg.models import FCN, build_model, init_from_coarser
 from fcnseg.models.geometry import Geometry
+from fcnseg.runtime import amp_dtype as resolve_amp_dtype
+from fcnseg.runtime import autocast
 from fcnseg.train import distributed
 from fcnseg.train.batches import derive_seed, training_loader
 from fcnseg.train.checkpoint import (
     CheckpointFiles,
+    TrainState,
     load_checkpoint,
-    load_state,
-    load_training_state,
-    model_metadata,
-    save_checkpoint,
+    restore,
+    save_run,
+    training_meta,
 )
-from fcnseg.train.data import build_datasets, class_weights_for
-from fcnseg.train.init import initialize
+from fcnseg.train.data import build_datasets, check_data, class_weights_for
 from fcnseg.train.log import RunLog
 from fcnseg.train.loss import loss_sampling_mask, pixel_loss
 from fcnseg.train.optim import build_optimizer, learning_rate, set_learning_rate
@@ -59,15 +58,6 @@ class FitResult:
     model: FCN
     metrics: dict[str, Any] | None
     iteration: int
-
-
-@dataclass
-class TrainState:
-    """Where a run is: the steps done and the best evaluation so far."""
-
-    iteration: int = 0
-    best_mean_iu: float = -math.inf
-    best_iteration: int = 0
 
 
 @dataclass(frozen=True)
@@ -214,27 +204,6 @@ def stop_on_interrupt() -> Iterator[Interrupt]:
         signal.signal(signal.SIGINT, previous)
 
 
-def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``config.amp`` on ``device``, or None for float32."""
-    if mode == "none":
-        return None
-    if mode == "fp16":
-        if device.type != "cuda":
-            raise FcnsegError("amp fp16 needs a CUDA device; on a CPU use bf16")
-        return torch.float16
-    supported = (
-        torch.cuda.is_bf16_supported()
-        if device.type == "cuda"
-        else getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)()
-    )
-    if not supported:
-        warnings.warn(
-            f"bf16 is not supported on this {device.type}; training in float32", stacklevel=2
-        )
-        return None
-    return torch.bfloat16
-
-
 def fit(
     config: TrainConfig,
     out_dir: str | Path,
@@ -272,13 +241,18 @@ def fit(
         train_set, val_set = build_datasets(config)
     info = train_set.info  # type: ignore[attr-defined]
     torch.manual_seed(derive_seed(config.seed, "weights"))  # same start in every process
-    model = build_model(config.model, info.num_classes, config.geometry, **config.backbone)
+    model = build_model(
+        config.model, num_classes=info.num_classes, geometry=config.geometry, **config.backbone
+    )
     try:
         check_data(model, train_set)
     except FcnsegError as error:
         raise FcnsegError(f"model '{config.model}', dataset '{config.dataset}': {error}") from None
+    # The run feeds the input convention of the weights it starts from (section 4.1: a
+    # classifier's convention stays with its weights), else the dataset's own.
+    convention = train_set.convention  # type: ignore[attr-defined]
     if config.init and not resume:
-        initialize(model, config.init)
+        convention = initialize(model, config.init)
     model.to(context.device)
     optimizer = build_optimizer(
         model,
@@ -287,17 +261,19 @@ def fit(
         momentum=config.momentum,
         weight_decay=config.weight_decay,
     )
-    amp_dtype = resolve_amp(config.amp, context.device)
+    amp_dtype = resolve_amp_dtype(config.amp, context.device)
     scaler = torch.amp.GradScaler(context.device.type, enabled=amp_dtype == torch.float16)
-    metadata = {
-        **model_metadata(config.model, info.num_classes, config.geometry, config.backbone, info),
-        "config": config.to_dict(),
-    }
     state = TrainState()
     if resume:
-        state = restore(out / "last", model, optimizer, scaler, config, context)
-    elif CheckpointFiles.of(out / "last").metadata.exists():
+        state, saved = restore(out / "last", model, optimizer, scaler, context)
+        _check_resumed_config(out / "last", saved, config)
+        convention = saved.input_convention
+    elif CheckpointFiles.of(out / "last").exists():
         raise FcnsegError(f"{out}: already holds a run; resume it or choose another folder")
+    for dataset in (train_set, val_set):
+        if dataset is not None:
+            dataset.convention = convention  # type: ignore[attr-defined]
+    meta = training_meta(config, info, convention, head_class_names(train_set))
     if context.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(config.to_json() + "\n")
@@ -314,7 +290,7 @@ def fit(
         config.loss_normalize,
         class_weights_for(config, train_set, info),
         config.loss_sampling if config.loss_sampling < 1 else None,
-        _coarse_geometry(model),
+        model.coarse_geometry,
         info.ignore_index,
         context.distributed,
     )
@@ -345,17 +321,19 @@ def fit(
                     interrupt,
                 )
                 if not finished:
-                    save_run(out / "last", model, optimizer, scaler, metadata, state, None, context)
+                    save_run(out / "last", model, optimizer, scaler, meta, state, None, context)
                     log.message(f"interrupted at iteration {state.iteration}; saved {out / 'last'}")
                     raise KeyboardInterrupt
                 record = None
                 if val_set is not None:
                     record = evaluate_held_out(model, val_set, config, context, amp_dtype)
                     log.evaluation(state.iteration, record)
-                checkpoint(out, model, optimizer, scaler, metadata, state, record, context)
+                checkpoint(out, model, optimizer, scaler, meta, state, record, context)
     except DivergedError as error:
-        last = CheckpointFiles.of(out / "last").weights
-        kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint saved yet"
+        last = CheckpointFiles.of(out / "last")
+        kept = "no checkpoint saved yet"
+        if last.exists():
+            kept = f"last good checkpoint: {last.weights}"
         raise DivergedError(f"{error}; stopped ({kept})") from None
     finally:
         log.close()
@@ -363,45 +341,27 @@ def fit(
     return FitResult(model, record, state.iteration)
 
 
-def check_data(model: nn.Module, dataset: Dataset) -> None:
-    """Fails at once if the images do not have the model's input channels, or the labels not
-    one channel per score head (SIFT Flow's two-headed nets need the dataset option
-    ``task=both``); the first sample stands for the dataset.
-
-    Raises:
-        FcnsegError: saying which and what to set.
-    """
-    image, label = dataset[0]
-    channels = _input_channels(model)
-    if image.shape[0] != channels:
-        raise FcnsegError(
-            f"the model takes {channels} input channels but the dataset gives "
-            f"{image.shape[0]} (NYUDv2: set the dataset option modality)"
-        )
-    heads = len(model.heads) if isinstance(model, FCN) else 1
-    tasks = label.shape[0] if label.dim() == 3 else 1
-    if tasks != heads:
-        raise FcnsegError(
-            f"the model has {heads} score heads but the dataset gives {tasks} label(s) per "
-            "pixel (SIFT Flow: set the dataset option task=both)"
-        )
+def initialize(model: FCN, spec: str) -> Any:
+    """Copies into ``model`` the weights ``spec`` names (anything :func:`fcnseg.load_model`
+    takes: a coarser FCN's checkpoint, section 4.2, or a classifier cast into an FCN, 4.1) by
+    :func:`fcnseg.models.init_from_coarser`; returns their input convention."""
+    source = load_model(spec)
+    try:
+        init_from_coarser(model, source)
+    except ValueError as error:
+        raise FcnsegError(f"{spec}: cannot initialise the model ({error})") from None
+    return source.meta.input_convention
 
 
-def _input_channels(model: nn.Module) -> int:
-    """The channels of the model's input: all streams' of a late-fusion net, else the first
-    convolution's."""
-    if isinstance(model, LateFusionFCN):
-        return sum(model.in_channels.values())
-    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
-    return first.in_channels
-
-
-def _coarse_geometry(model: nn.Module) -> Geometry:
-    """The geometry of the coarse (fc7) score map, where loss sampling draws its cells; the
-    streams of a late-fusion net share it."""
-    if isinstance(model, LateFusionFCN):
-        model = model.get_submodule(model.stream_names[0])
-    return model.score_geometry["fc7"]
+def _check_resumed_config(path: Path, saved: ModelMeta, config: TrainConfig) -> None:
+    previous = TrainConfig.from_dict(dict(saved.config or {}))
+    if dataclasses.replace(previous, max_iter=config.max_iter) != config:
+        changed = [
+            f.name
+            for f in dataclasses.fields(config)
+            if f.name != "max_iter" and getattr(previous, f.name) != getattr(config, f.name)
+        ]
+        raise FcnsegError(f"{path}: the run was configured differently ({changed})")
 
 
 def steps_to_evaluation(config: TrainConfig, iteration: int) -> int:
@@ -467,7 +427,7 @@ def checkpoint(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
-    metadata: dict[str, Any],
+    meta: ModelMeta,
     state: TrainState,
     record: dict[str, Any] | None,
     context: distributed.Context,
@@ -476,88 +436,8 @@ def checkpoint(
     mean_iu = record.get("mean_iu") if record else None
     if mean_iu is not None and mean_iu > state.best_mean_iu:
         state.best_mean_iu, state.best_iteration = mean_iu, state.iteration
-        save_run(out / "best", model, None, None, metadata, state, record, context)
-    save_run(out / "last", model, optimizer, scaler, metadata, state, record, context)
-
-
-def save_run(
-    path: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer | None,
-    scaler: torch.amp.GradScaler | None,
-    metadata: dict[str, Any],
-    state: TrainState,
-    record: dict[str, Any] | None,
-    context: distributed.Context,
-) -> None:
-    """Writes one checkpoint from the main process, with every process's generator states."""
-    training_state = None
-    if optimizer is not None and scaler is not None:
-        rng = _gather_rng_states(context)
-        training_state = {
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": rng,
-            "best_mean_iu": state.best_mean_iu,
-            "best_iteration": state.best_iteration,
-        }
-    if context.is_main:
-        save_checkpoint(
-            path,
-            model,
-            {**metadata, "iteration": state.iteration, "metrics": record},
-            training_state,
-        )
-    distributed.barrier(context)
-
-
-def _gather_rng_states(context: distributed.Context) -> list[dict[str, Any]]:
-    own: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        own["cuda"] = torch.cuda.get_rng_state_all()
-    if not context.distributed:
-        return [own]
-    states: list[Any] = [None] * context.world_size
-    dist.all_gather_object(states, own)
-    return states
-
-
-def restore(
-    path: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    config: TrainConfig,
-    context: distributed.Context,
-) -> TrainState:
-    """Loads the checkpoint ``path`` into the model and optimiser; returns where it was."""
-    files = CheckpointFiles.of(path)
-    if not files.metadata.exists():
-        raise FcnsegError(f"{path.parent}: no checkpoint to resume ({files.metadata.name} missing)")
-    state_dict, metadata = load_checkpoint(path)
-    saved = TrainConfig.from_dict(metadata["config"])
-    if dataclasses.replace(saved, max_iter=config.max_iter) != config:
-        changed = [
-            f.name
-            for f in dataclasses.fields(config)
-            if f.name != "max_iter" and getattr(saved, f.name) != getattr(config, f.name)
-        ]
-        raise FcnsegError(f"{files.metadata}: the run was configured differently ({changed})")
-    load_state(model, state_dict, files.weights)
-    training = load_training_state(path)
-    if training["iteration"] != metadata["iteration"]:
-        raise FcnsegError(
-            f"{files.state}: training state of iteration {training['iteration']}, weights of "
-            f"iteration {metadata['iteration']} (an interrupted save?)"
-        )
-    optimizer.load_state_dict(training["optimizer"])
-    scaler.load_state_dict(training["scaler"])
-    rng = training["rng"]
-    own = rng[context.rank] if len(rng) == context.world_size else rng[0]
-    torch.set_rng_state(own["torch"])
-    if "cuda" in own and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(own["cuda"])
-    return TrainState(metadata["iteration"], training["best_mean_iu"], training["best_iteration"])
+        save_run(out / "best", model, None, None, meta, state, record, context)
+    save_run(out / "last", model, optimizer, scaler, meta, state, record, context)
 
 
 def fit_staged(
@@ -585,13 +465,12 @@ def fit_staged(
     for number, stage in enumerate(staged_configs(config), start=1):
         folder = out / f"stage{number}-{stage.model}"
         if previous is not None:
-            best = CheckpointFiles.of(previous / "best").metadata
+            best = CheckpointFiles.of(previous / "best")
             stage = dataclasses.replace(
                 stage, init=str(previous / ("best" if best.exists() else "last"))
             )
-        last = CheckpointFiles.of(folder / "last").metadata
-        stage_resume = resume and last.exists()
-        if stage_resume and load_checkpoint(folder / "last")[1]["iteration"] >= stage.max_iter:
+        stage_resume = resume and CheckpointFiles.of(folder / "last").exists()
+        if stage_resume and (load_checkpoint(folder / "last")[1].iteration or 0) >= stage.max_iter:
             previous = folder
             continue
         result = fit(

@@ -29,11 +29,9 @@ from typing import Any
 from fcnseg.errors import FcnsegError
 from fcnseg.models import MODELS
 from fcnseg.models.fcn import GEOMETRIES
+from fcnseg.runtime import AMP_MODES, DEVICES
 from fcnseg.train.loss import NORMALIZATIONS
 from fcnseg.train.optim import LR_POLICIES, OPTIMIZERS
-
-AMP_MODES = ("none", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass

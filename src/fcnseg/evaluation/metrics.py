@@ -17,7 +17,11 @@ ground truth has IU 0 and counts (its accuracy is NaN and is left out of the mea
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -119,3 +123,105 @@ class ConfusionMatrix:
 def _nanmean(values: torch.Tensor) -> float:
     kept = values[~values.isnan()]
     return float(kept.mean()) if kept.numel() else math.nan
+
+
+METRIC_NAMES = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
+
+
+def format_table(
+    metrics: dict[str, Any],
+    class_names: Sequence[str],
+    head_class_names: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """The per-class IU and accuracy, then the four metrics, as a plain-text table.
+
+    Metrics with ``"heads"`` give one table per head, each under its head's name.
+
+    Args:
+        metrics: :meth:`ConfusionMatrix.compute`'s dict, or a :func:`metrics_record`.
+        class_names: one name per class (of the first head).
+        head_class_names: the class names of the other heads (see :func:`metrics_record`).
+    """
+    if "heads" in metrics:
+        names = _class_names_by_head(metrics["heads"], class_names, head_class_names)
+        return "\n\n".join(
+            f"[{head}]\n" + format_table(head_metrics, names[head])
+            for head, head_metrics in metrics["heads"].items()
+        )
+    width = max([len("class"), *(len(name) for name in class_names)])
+    lines = [f"{'class':<{width}}  {'IU':>6}  {'acc':>6}"]
+    for index, name in enumerate(class_names):
+        iu, acc = (_per_class(metrics[key], index, name) for key in ("iu", "acc"))
+        lines.append(f"{name:<{width}}  {_percent(iu)}  {_percent(acc)}")
+    lines.append("")
+    for key in METRIC_NAMES:
+        lines.append(f"{key:<{width}}  {_percent(metrics[key])}")
+    return "\n".join(lines)
+
+
+def _class_names_by_head(
+    heads: dict[str, Any],
+    class_names: Sequence[str],
+    head_class_names: Mapping[str, Sequence[str]] | None,
+) -> dict[str, Sequence[str]]:
+    """Each head's class names: the first head's ``class_names``, the others' from
+    ``head_class_names``, or their class numbers where it has none."""
+    names: dict[str, Sequence[str]] = {}
+    for index, (head, head_metrics) in enumerate(heads.items()):
+        if index == 0:
+            names[head] = class_names
+        elif head_class_names is not None and head in head_class_names:
+            names[head] = head_class_names[head]
+        else:
+            names[head] = [str(k) for k in range(len(head_metrics["iu"]))]
+    return names
+
+
+def _per_class(values: Sequence[float] | dict[str, float | None], index: int, name: str) -> float:
+    value = values[name] if isinstance(values, dict) else values[index]
+    return math.nan if value is None else value
+
+
+def _percent(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return f"{'n/a':>6}"
+    return f"{100 * value:6.2f}"
+
+
+def metrics_record(
+    metrics: dict[str, Any],
+    class_names: Sequence[str],
+    head_class_names: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """The metrics as JSON: the four under their keys, per-class IU and accuracy by class name.
+
+    NaN (a class neither in the ground truth nor predicted) becomes null, which JSON has. The
+    metrics of a multi-head net keep the first head's record at the top and add ``"heads"``,
+    head name to its record.
+
+    Args:
+        metrics: :func:`evaluate`'s dict.
+        class_names: one name per class (of the first head).
+        head_class_names: the other heads' class names by head (:func:`head_class_names`); a
+            head without them has its classes numbered.
+    """
+    if "heads" in metrics:
+        names = _class_names_by_head(metrics["heads"], class_names, head_class_names)
+        heads = {head: metrics_record(m, names[head]) for head, m in metrics["heads"].items()}
+        return {**next(iter(heads.values())), "heads": heads}
+    record: dict[str, Any] = {key: _json_number(metrics[key]) for key in METRIC_NAMES}
+    record["iu"] = {n: _json_number(v) for n, v in zip(class_names, metrics["iu"], strict=True)}
+    record["acc"] = {n: _json_number(v) for n, v in zip(class_names, metrics["acc"], strict=True)}
+    return record
+
+
+def _json_number(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def write_metrics(path: str | os.PathLike[str], record: dict[str, Any]) -> Path:
+    """Writes a :func:`metrics_record` as indented JSON; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path

@@ -1,15 +1,13 @@
-"""The input and label convention shared by every dataset, model and predictor.
+"""Labels and their colours: the void index, palettes, label PNGs and overlays.
 
-Images follow the published Caffe FCN models: BGR channel order, 0-255 scale, minus the
-dataset's mean, channels first. Labels are class indices with void = 255, which the loss and
-the metrics ignore (section 4.3 of the paper: "The training ignores pixels that are masked out
-(as ambiguous or difficult) in the ground truth").
+Labels are class indices with void = 255, which the loss and the metrics ignore (section 4.3
+of the paper: "The training ignores pixels that are masked out (as ambiguous or difficult) in
+the ground truth"). How images become inputs is :mod:`fcnseg.convention`'s job.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,31 +18,6 @@ from PIL import Image
 VOC_MEAN_BGR = (104.00699, 116.66877, 122.67892)
 
 VOID = 255
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a model needs to know to be fed a dataset and to show its predictions.
-
-    Attributes:
-        name: Dataset name as in `fcnseg.data.list_datasets()`.
-        class_names: One name per class index.
-        palette: One RGB colour per class index, for drawing labels.
-        mean_bgr: The mean subtracted from each input channel, in the tensor's channel order
-            (three BGR values for colour input; more for NYUDv2's depth and HHA inputs).
-        ignore_index: The void label, ignored by the loss and the metrics.
-    """
-
-    name: str
-    class_names: tuple[str, ...]
-    palette: tuple[tuple[int, int, int], ...]
-    mean_bgr: tuple[float, ...]
-    ignore_index: int = VOID
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes, void excluded."""
-        return len(self.class_names)
 
 
 def bitmap_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
@@ -79,42 +52,6 @@ def _rgb_array(rgb: Image.Image | np.ndarray) -> np.ndarray:
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an H x W x 3 RGB image, got shape {rgb.shape}")
     return rgb
-
-
-def preprocess(rgb: Image.Image | np.ndarray, mean_bgr: Sequence[float]) -> torch.Tensor:
-    """Turns an RGB image into a model input in the Caffe convention.
-
-    As the reference data layers do: cast to float32, reverse RGB to BGR, subtract the mean,
-    move channels first. No resizing.
-
-    Args:
-        rgb: A PIL image (converted to RGB) or an H x W x 3 uint8 RGB array.
-        mean_bgr: The dataset's mean, B, G, R.
-
-    Returns:
-        A float32 tensor 3 x H x W.
-    """
-    bgr = _rgb_array(rgb).astype(np.float32)[:, :, ::-1]
-    bgr = bgr - np.asarray(mean_bgr[:3], dtype=np.float32)
-    return torch.from_numpy(np.ascontiguousarray(bgr.transpose(2, 0, 1)))
-
-
-def deprocess(image: torch.Tensor, mean_bgr: Sequence[float]) -> np.ndarray:
-    """Undoes `preprocess`: a model input back to a displayable RGB image.
-
-    Args:
-        image: A tensor C x H x W, C >= 3, whose first three channels are mean-subtracted BGR
-            (so NYUDv2 colour-depth and colour-HHA inputs show their colour part).
-        mean_bgr: The mean that was subtracted; its first three values are used.
-
-    Returns:
-        A uint8 array H x W x 3 in RGB order.
-    """
-    if image.ndim != 3 or image.shape[0] < 3:
-        raise ValueError(f"expected a C x H x W tensor with C >= 3, got shape {tuple(image.shape)}")
-    bgr = image[:3].detach().cpu().numpy().transpose(1, 2, 0)
-    bgr = bgr + np.asarray(mean_bgr[:3], dtype=np.float32)
-    return np.ascontiguousarray(np.clip(np.rint(bgr), 0, 255).astype(np.uint8)[:, :, ::-1])
 
 
 def _label_array(label: torch.Tensor | np.ndarray) -> np.ndarray:
