@@ -66,10 +66,11 @@ def open_image(path: Path) -> Image.Image:
     return image
 
 
-def read_rgb(path: Path) -> Image.Image:
-    """Reads a colour image as RGB (grey or CMYK files are converted, as Caffe's loader does)."""
+def read_rgb(path: Path) -> np.ndarray:
+    """Reads a colour image as H x W x 3 uint8 RGB (grey or CMYK files are converted, as
+    Caffe's loader does): the raw pixels a reader's `read` returns."""
     image = open_image(path)
-    return image if image.mode == "RGB" else image.convert("RGB")
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def read_index_png(path: Path) -> np.ndarray:
