@@ -7,8 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from fcnseg.data import VOC_MEAN_BGR, DatasetInfo, bitmap_palette, colorize, deprocess, overlay
-from fcnseg.data import preprocess as caffe_preprocess
+from fcnseg.convention import InputConvention, caffe_convention
+from fcnseg.data import VOC_MEAN_BGR, DatasetInfo, bitmap_palette, colorize, overlay
+from fcnseg.errors import FcnsegError
+
+VOC = caffe_convention(VOC_MEAN_BGR)
 
 
 def test_voc_colour_map_matches_the_devkit() -> None:
@@ -32,7 +35,7 @@ def test_preprocess_is_the_reference_data_layer() -> None:
     reference -= np.array(VOC_MEAN_BGR, dtype=np.float32)
     reference = reference.transpose((2, 0, 1))
     for source in (rgb, Image.fromarray(rgb)):
-        image = caffe_preprocess(source, VOC_MEAN_BGR)
+        image = VOC.preprocess(np.asarray(source))
         assert image.dtype == torch.float32 and image.shape == (3, 6, 9)
         np.testing.assert_array_equal(image.numpy(), reference)
     # Channel 0 is blue.
@@ -41,13 +44,18 @@ def test_preprocess_is_the_reference_data_layer() -> None:
 
 def test_deprocess_inverts_preprocess() -> None:
     rgb = np.random.default_rng(1).integers(0, 256, (5, 4, 3)).astype(np.uint8)
-    image = caffe_preprocess(rgb, VOC_MEAN_BGR)
-    np.testing.assert_array_equal(deprocess(image, VOC_MEAN_BGR), rgb)
+    image = VOC.preprocess(rgb)
+    np.testing.assert_array_equal(VOC.deprocess(image), rgb)
     # A colour-HHA input shows its colour channels.
     six = torch.cat([image, torch.zeros(3, 5, 4)])
-    np.testing.assert_array_equal(deprocess(six, VOC_MEAN_BGR + (1.0, 2.0, 3.0)), rgb)
+    colour_hha = caffe_convention(VOC_MEAN_BGR + (1.0, 2.0, 3.0), ("h", "h", "a"))
+    np.testing.assert_array_equal(colour_hha.deprocess(six), rgb)
+    # A depth-only input has no colour to show.
+    depth = InputConvention("none", 255.0, (7.844,), extra_channels=("log_depth_mm",))
     with pytest.raises(ValueError):
-        deprocess(torch.zeros(1, 5, 4), (7.844,))
+        depth.deprocess(torch.zeros(1, 5, 4))
+    with pytest.raises(FcnsegError):  # nor has a single channel under a colour convention
+        VOC.deprocess(torch.zeros(1, 5, 4))
 
 
 def test_colorize_keeps_indices_and_draws_void_black() -> None:
@@ -73,7 +81,7 @@ def test_overlay_blends_classes_and_keeps_void() -> None:
 
 
 def test_dataset_info_is_frozen_and_counts_classes() -> None:
-    info = DatasetInfo("x", ("a", "b"), ((0, 0, 0), (1, 1, 1)), (1.0, 2.0, 3.0))
+    info = DatasetInfo("x", ("a", "b"), ((0, 0, 0), (1, 1, 1)), caffe_convention((1.0, 2.0, 3.0)))
     assert info.num_classes == 2 and info.ignore_index == 255
     with pytest.raises(AttributeError):
         info.name = "y"  # type: ignore[misc]

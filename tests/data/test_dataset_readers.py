@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from fcnseg.convention import caffe_convention
 from fcnseg.data import (
     CAMVID_INFO,
     SIFTFLOW_GEOMETRIC_INFO,
@@ -41,7 +42,7 @@ def assert_label(label: torch.Tensor, expected: np.ndarray) -> None:
 
 
 def test_table_lists_every_reader() -> None:
-    expected = ["camvid", "folder", "nyud", "pascal-context", "sbd", "siftflow", "voc"]
+    expected = ["camvid", "folder", "nyud", "pascal-context", "sbd", "siftflow", "synthetic", "voc"]
     assert list_datasets() == expected
 
 
@@ -52,7 +53,7 @@ def test_voc_reads_palette_indices_and_caffe_input(voc_root: Path, fmt: SimpleNa
     dataset = build_dataset("voc", voc_root, "train")
     assert len(dataset) == 2
     assert dataset.info == VOC_INFO and dataset.num_classes == 21
-    assert dataset.info.mean_bgr == (104.00699, 116.66877, 122.67892)
+    assert dataset.info.convention == caffe_convention((104.00699, 116.66877, 122.67892))
 
     image, label = dataset[0]
     rgb = np.asarray(Image.open(dataset.samples[0].image).convert("RGB"))
@@ -167,7 +168,8 @@ def test_nyud_modalities_follow_the_reference(tmp_path: Path, fmt: SimpleNamespa
     }
     for modality, image in expected.items():
         dataset = build_dataset("nyud", nyud.root, "train", modality=modality)
-        assert len(dataset.info.mean_bgr) == image.shape[0]
+        assert len(dataset.info.convention.mean) == image.shape[0]
+        assert dataset.info.convention.channels == image.shape[0]
         assert_image(dataset[0][0], image)
 
 
@@ -254,7 +256,7 @@ def test_camvid_void_and_segnet_absolute_paths(tmp_path: Path, fmt: SimpleNamesp
     assert dataset.info == CAMVID_INFO and dataset.num_classes == 11
     assert dataset.samples[0].image == root / "train" / "0001TP_006690.png"
     image, label = dataset[0]
-    assert_image(image, fmt.caffe_input(rgb, CAMVID_INFO.mean_bgr))
+    assert_image(image, fmt.caffe_input(rgb, CAMVID_INFO.convention.mean))
     assert_label(label, np.array([[0, 255, 10], [3, 255, 5]]))
 
 
@@ -300,7 +302,7 @@ def test_folder_without_colours_uses_voc_colour_map(tmp_path: Path, fmt: SimpleN
     root, _ = _folder_root(tmp_path, fmt, "road\ntree\nsky\n")
     dataset = build_dataset("folder", root, "val", mean_bgr=(1.0, 2.0, 3.0))
     assert dataset.info.palette == VOC_INFO.palette[:3]
-    assert dataset.info.mean_bgr == (1.0, 2.0, 3.0)
+    assert dataset.info.convention == caffe_convention((1.0, 2.0, 3.0))
 
 
 def test_transform_option_is_applied(voc_root: Path) -> None:
