@@ -24,7 +24,14 @@ from fcnseg.io._mapping import (
 )
 from fcnseg.io._torch import CAFFE_NAMED, PYTORCH_FCN, TORCHVISION, read_torch_checkpoint
 from fcnseg.io.caffe import read_caffemodel
-from fcnseg.io.published import CLASSIFIER, FCN, VOC_MEAN, Published, find_published
+from fcnseg.io.published import (
+    CLASSIFIER,
+    FCN,
+    VOC_MEAN,
+    Published,
+    find_published,
+    identify_published,
+)
 from fcnseg.io.weights import ModelMeta, WeightsSource, save_weights
 from fcnseg.models import MODELS
 
@@ -88,10 +95,16 @@ def convert(
         raise FcnsegError(f"unknown model '{model}'; known models: {', '.join(MODELS)}")
     layout, blobs = _read(path)
     entry = find_published(source, path.name, model)
+    if entry is None and layout == CAFFEMODEL:
+        entry = identify_published(
+            _file_hash(path, hashlib.sha1()), blobs, model, MODELS[model].backbone
+        )
     if entry is not None:
         _check_entry(entry, model, num_classes)
         blobs = select_net(where, blobs, entry.suffix, entry.other_suffixes)
     notes = list(_entry_notes(entry, path))
+    if entry is not None and source is None and path.name != entry.filename:
+        notes.append(f"Recognised by its content as {entry.filename} ({entry.name}).")
     convention = convention or _default_convention(where, layout, entry)
     if fold_input:
         backbone = MODELS[model].backbone

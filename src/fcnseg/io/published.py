@@ -246,3 +246,45 @@ def find_published(name: str | None, filename: str, model: str | None = None) ->
             f"{' or '.join(entry.name for entry in matches)}"
         )
     return matches[0] if matches else None
+
+
+def identify_published(
+    sha1: str, blobs: dict[str, list], model: str, model_backbone: type[Classifier]
+) -> Published | None:
+    """The published entry a renamed ``.caffemodel`` is, by its content: its SHA-1 where a
+    public text states the entry's, else its layer set. A file's name says nothing once it
+    is renamed; its bytes and layers still do.
+
+    By layers: an ILSVRC classifier (``fc8`` of 1000 scores, no ``score_fr``) of the model's
+    backbone, or an FCN of ``model`` whose ``score_fr`` scores the entry's classes (and whose
+    fixed skip scales are there exactly when the entry is the at-once net), where exactly one
+    entry fits; None where none or several do (CaffeNet and AlexNet share their layers).
+    """
+    for entry in PUBLISHED.values():
+        if entry.sha1 is not None and entry.sha1 == sha1 and entry.model in (None, model):
+            return entry
+    candidates = [e for e in PUBLISHED.values() if e.filename.endswith(".caffemodel")]
+    if "score_fr" not in blobs and "fc8" in blobs:
+        if _outputs(blobs["fc8"]) != 1000:
+            return None
+        fits = [e for e in candidates if e.kind == CLASSIFIER and e.backbone is model_backbone]
+    elif "score_fr" in blobs:
+        classes = _outputs(blobs["score_fr"])
+        atonce = "scale_pool4" in blobs
+        fits = [
+            e
+            for e in candidates
+            if e.kind == FCN
+            and e.model == model
+            and not e.suffix
+            and e.num_classes == classes
+            and ("atonce" in e.name) == atonce
+        ]
+    else:
+        return None
+    return fits[0] if len(fits) == 1 else None
+
+
+def _outputs(layer_blobs: list) -> int:
+    # the bias has one value per output, whatever shape the file gives it (legacy files: 4-D)
+    return int(layer_blobs[1].size) if len(layer_blobs) > 1 else int(layer_blobs[0].shape[0])
