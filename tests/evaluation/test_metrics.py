@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fcnseg.errors import FcnsegError
-from fcnseg.evaluate import ConfusionMatrix, format_table, metrics_record
+from fcnseg.evaluation import ConfusionMatrix, format_table, metrics_record
 
 VOID = 255
 
