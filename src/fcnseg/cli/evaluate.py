@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fcnseg.cli.train import add_dataset_option, dataset_options
-from fcnseg.data import build_dataset, list_datasets
+from fcnseg.data import ade20k_score_text, build_dataset, list_datasets
 from fcnseg.errors import FcnsegError
 from fcnseg.evaluation import (
     evaluate,
@@ -81,5 +81,6 @@ def run(args: argparse.Namespace) -> int:
     }
     path = write_metrics(Path(args.out) / "metrics.json", record)
     print(format_table(metrics, info.class_names, head_names))
+    print(ade20k_score_text(args.dataset, metrics), end="")
     print(f"wrote {path}")
     return 0

@@ -6,8 +6,16 @@ own, Caffe's: BGR, 0-255, minus the dataset's mean; see `fcnseg.convention`); la
 H x W, void 255.
 """
 
+from .ade20k import ADE20K_INFO, ADE20KDataset, ade20k_score, ade20k_score_text
 from .build import build_dataset, list_datasets
 from .camvid import CAMVID_INFO, CamVidDataset
+from .cityscapes import (
+    CITYSCAPES_INFO,
+    CITYSCAPES_LABELS,
+    CityscapesDataset,
+    cityscapes_label_ids,
+    cityscapes_train_ids,
+)
 from .dataset import DatasetInfo, JointTransform, Sample, SegmentationDataset
 from .folder import FolderDataset
 from .nyud import NYUDDataset, nyud_info
@@ -19,6 +27,15 @@ from .transforms import collate_pad
 from .voc import SBD_INFO, VOC_INFO, SBDDataset, VOCDataset
 
 __all__ = [
+    "ADE20K_INFO",
+    "CITYSCAPES_INFO",
+    "CITYSCAPES_LABELS",
+    "ADE20KDataset",
+    "CityscapesDataset",
+    "ade20k_score",
+    "ade20k_score_text",
+    "cityscapes_label_ids",
+    "cityscapes_train_ids",
     "CAMVID_INFO",
     "SBD_INFO",
     "SIFTFLOW_GEOMETRIC_INFO",

@@ -10,7 +10,9 @@ from typing import Any
 from fcnseg.convention import InputConvention
 from fcnseg.errors import FcnsegError
 
+from .ade20k import ADE20KDataset
 from .camvid import CamVidDataset
+from .cityscapes import CityscapesDataset
 from .dataset import SegmentationDataset
 from .folder import FolderDataset
 from .nyud import NYUDDataset
@@ -28,6 +30,8 @@ _DATASETS: dict[str, Callable[..., SegmentationDataset]] = {
     "pascal-context": PASCALContextDataset,
     "camvid": CamVidDataset,
     "folder": FolderDataset,
+    "cityscapes": CityscapesDataset,
+    "ade20k": ADE20KDataset,
     SYNTHETIC: synthetic_dataset,  # the demo's generated shapes; needs no folder
 }
 
@@ -57,7 +61,8 @@ def build_dataset(
         convention: The input convention to feed images in, that of the weights they are for
             (`model.meta.input_convention`); the dataset's own (`info.convention`) when None.
         **opts: Options of that reader, e.g. `transform=` for all, `modality=` for "nyud",
-            `task=` for "siftflow", `exclude=` for "sbd".
+            `task=` for "siftflow", `exclude=` for "sbd", `annotation=` for "cityscapes",
+            `palette=` for "folder".
 
     Returns:
         The dataset; `dataset.info` gives its classes, palette and mean.
