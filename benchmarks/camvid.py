@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -36,14 +35,12 @@ import torch
 from torch.utils.data import Dataset
 
 from fcnseg.data import DatasetInfo, build_dataset
-from fcnseg.evaluate import METRIC_NAMES, evaluate, evaluation_loader, metrics_record
-from fcnseg.pretrained import WEIGHTS_DIR
+from fcnseg.evaluation import METRIC_NAMES, evaluate, evaluation_loader, metrics_record
+from fcnseg.io.weights import WEIGHTS_DIR, load_model, save_weights
 from fcnseg.train import (
-    CheckpointFiles,
     class_frequencies,
     fit,
     load_checkpoint,
-    load_model,
     median_frequency_weights,
     recipe,
 )
@@ -229,7 +226,7 @@ def train(
             fit(config, folder, train_set=train_set, val_set=None, progress=False)
         seconds.append(time.perf_counter() - start)
         checkpoints.append(folder / "last")
-        steps = load_checkpoint(folder / "last")[1]["iteration"]
+        steps = load_checkpoint(folder / "last")[1].iteration
         print(
             f"{stage.model}: {steps} of {stage.max_iter} steps in {seconds[-1] / 60:.1f} min",
             flush=True,
@@ -249,7 +246,7 @@ def train(
 
 def score(checkpoint: Path, val_set: Dataset) -> dict[str, Any]:
     """The four metrics and per-class IU of a checkpoint on ``val_set`` at full resolution."""
-    model, _ = load_model(checkpoint)
+    model = load_model(checkpoint)
     info: DatasetInfo = val_set.info  # type: ignore[attr-defined]
     metrics = evaluate(
         model,
@@ -280,19 +277,14 @@ def table(records: dict[str, dict[str, Any]], class_names: list[str]) -> str:
 def ship(checkpoint: Path, record: dict[str, Any]) -> Path:
     """Copies the checkpoint's weights and metadata into ``fcnseg/weights`` as the shipped
     model, its metadata completed with the val metrics it reproduces."""
-    _, metadata = load_checkpoint(checkpoint)
-    files = CheckpointFiles.of(checkpoint)
-    target = CheckpointFiles.of(WEIGHTS_DIR / SHIPPED_NAME)
-    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(files.weights, target.weights)
-    metadata["config"]["root"] = "../shared/data/camvid"
-    metadata["metrics"] = {"split": "val", **record}
-    metadata["source"] = (
+    state, meta = load_checkpoint(checkpoint)
+    config = {**dict(meta.config or {}), "root": "../shared/data/camvid"}
+    source = (
         "benchmarks/camvid.py: trained from random weights on CamVid train (367 images), "
         "staged FCN-32s -> FCN-16s -> FCN-8s; metrics on CamVid val at 480x360, void ignored"
     )
-    target.metadata.write_text(json.dumps(metadata, indent=2) + "\n")
-    return target.weights
+    meta = meta.replace(config=config, metrics={"split": "val", **record}, notes=(source,))
+    return save_weights(WEIGHTS_DIR / f"{SHIPPED_NAME}.safetensors", state, meta)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -332,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {key: value for key, value in vars(args).items() if key != "eval_only"},
         "class_weights": weights,
         "steps": {
-            m: load_checkpoint(p)[1]["iteration"] for m, p in zip(STAGES, checkpoints, strict=True)
+            m: load_checkpoint(p)[1].iteration for m, p in zip(STAGES, checkpoints, strict=True)
         },
         "train_seconds": {m: s for m, s in zip(STAGES, seconds, strict=False)},
         "train_seconds_total": sum(seconds) if seconds else None,
