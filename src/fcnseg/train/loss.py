@@ -159,11 +159,13 @@ def median_frequency_weights(counts: torch.Tensor) -> torch.Tensor:
     """Median frequency balancing (Eigen and Fergus): ``w_c = median(f) / f_c``.
 
     ``f_c`` is the pixels of class ``c`` over the pixels of the images where ``c`` appears
-    (from :func:`class_frequencies`). A class that never appears gets weight 0.
+    (from :func:`class_frequencies`). A class that never appears gets weight 0. The median is
+    the true one: with an even number of classes present, the mean of the two middle
+    frequencies (``torch.median`` would give the lower one).
     """
     freq = counts[0].double() / counts[1].double().clamp(min=1)
     present = counts[0] > 0
-    median = freq[present].median()
+    median = torch.quantile(freq[present], 0.5)  # interpolates between the middle two
     weights = torch.where(present, median / freq.clamp(min=1e-12), torch.zeros_like(freq))
     return weights.float()
 
