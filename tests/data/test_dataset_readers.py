@@ -42,7 +42,18 @@ def assert_label(label: torch.Tensor, expected: np.ndarray) -> None:
 
 
 def test_table_lists_every_reader() -> None:
-    expected = ["camvid", "folder", "nyud", "pascal-context", "sbd", "siftflow", "synthetic", "voc"]
+    expected = [
+        "ade20k",
+        "camvid",
+        "cityscapes",
+        "folder",
+        "nyud",
+        "pascal-context",
+        "sbd",
+        "siftflow",
+        "synthetic",
+        "voc",
+    ]
     assert list_datasets() == expected
 
 
