@@ -326,7 +326,7 @@ def fit(
                     raise KeyboardInterrupt
                 record = None
                 if val_set is not None:
-                    record = evaluate_held_out(model, val_set, config, context, amp_dtype)
+                    record = evaluate_held_out(model, val_set, context)
                     log.evaluation(state.iteration, record)
                 checkpoint(out, model, optimizer, scaler, meta, state, record, context)
     except DivergedError as error:
@@ -400,16 +400,18 @@ def _passes(
 
 
 def evaluate_held_out(
-    model: nn.Module,
-    dataset: Dataset,
-    config: TrainConfig,
-    context: distributed.Context,
-    amp_dtype: torch.dtype | None,
+    model: nn.Module, dataset: Dataset, context: distributed.Context
 ) -> dict[str, Any]:
-    """The model's metrics on the held-out set, each process scoring its share."""
+    """The model's metrics on the held-out set, each process scoring its share.
+
+    Scored as ``fcnseg eval`` scores a checkpoint by default, one image at a time in float32,
+    so that the number saved with a checkpoint (and the choice of ``best``) is that
+    checkpoint's score: padding images of different sizes into one batch changes the
+    predictions near their borders, and autocast changes them everywhere.
+    """
     info = dataset.info  # type: ignore[attr-defined]
     loader = evaluation_loader(
-        dataset, batch_size=config.batch_size, rank=context.rank, world_size=context.world_size
+        dataset, batch_size=1, rank=context.rank, world_size=context.world_size
     )
     metrics = evaluate(
         model,
@@ -417,7 +419,6 @@ def evaluate_held_out(
         info.num_classes,
         ignore_index=info.ignore_index,
         device=context.device,
-        amp_dtype=amp_dtype,
     )
     return metrics_record(metrics, info.class_names, head_class_names(dataset))
 
