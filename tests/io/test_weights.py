@@ -10,27 +10,27 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from fcnseg.convention import TORCHVISION_IMAGENET, InputConvention, caffe_convention
+from fcnseg.data import bitmap_palette
 from fcnseg.errors import FcnsegError
-from fcnseg.io import InputConvention, WeightsMetadata, WeightsSource, load_model, load_weights
-from fcnseg.convention import TORCHVISION_IMAGENET, caffe_convention
-from fcnseg.io.weights import save_weights
+from fcnseg.io import ModelMeta, WeightsSource, load_model, read_weights, save_weights
 from fcnseg.models import build_model
 
 SMALL = {"width": 0.125, "fc_width": 32}
 
 
-def _metadata(**changes: object) -> WeightsMetadata:
+def _metadata(**changes: object) -> ModelMeta:
     fields = {
         "model": "fcn32s-vgg16",
-        "num_classes": 2,
-        "input": caffe_convention((104.0, 117.0, 123.0)),
+        "build": {"num_classes": 2, "geometry": "caffe", **SMALL},
+        "classes": ("background", "cat"),
+        "palette": bitmap_palette(2),
+        "input_convention": caffe_convention((104.0, 117.0, 123.0)),
         "init": "fcn",
         "source": WeightsSource("net.caffemodel", "ab" * 32, 10, "caffemodel", None),
-        "classes": ("background", "cat"),
-        "model_options": SMALL,
         "notes": ("a note",),
     }
-    return WeightsMetadata(**(fields | changes))
+    return ModelMeta(**(fields | changes))
 
 
 def test_round_trip_and_load_model(tmp_path: Path) -> None:
@@ -40,45 +40,46 @@ def test_round_trip_and_load_model(tmp_path: Path) -> None:
     }
     path = tmp_path / "w.safetensors"
     save_weights(path, state, _metadata())
-    loaded, metadata = load_weights(path)
-    assert metadata == _metadata()
+    loaded, metadata = read_weights(path)
+    # saving stamps the time (and the commit, in a checkout); the rest reads back as written
+    assert metadata.saved is not None
+    assert metadata.replace(git=None, saved=None) == _metadata()
     assert all(torch.equal(loaded[k], state[k]) for k in state)
-    net, _ = load_model(path)
+    net = load_model(path)
+    assert net.meta == metadata and not net.training
     assert torch.equal(net.state_dict()["fc6.weight"], state["fc6.weight"])
 
 
 def test_a_file_that_does_not_fit_its_model(tmp_path: Path) -> None:
     path = tmp_path / "w.safetensors"
     save_weights(path, {"conv1_1.weight": torch.zeros(1)}, _metadata())
-    with pytest.raises(FcnsegError, match="does not fit model 'fcn32s-vgg16'"):
+    with pytest.raises(FcnsegError, match=r"w\.safetensors: weights do not fit the model"):
         load_model(path)
 
 
 def test_unreadable_files(tmp_path: Path) -> None:
     path = tmp_path / "w.safetensors"
     with pytest.raises(FcnsegError, match="no such file"):
-        load_weights(path)
+        read_weights(path)
     path.write_bytes(b"\xff" * 64)
     with pytest.raises(FcnsegError, match="not a readable safetensors file"):
-        load_weights(path)
+        read_weights(path)
     save_file({"x": torch.zeros(1)}, path)
-    with pytest.raises(FcnsegError, match="no 'fcnseg' metadata"):
-        load_weights(path)
+    with pytest.raises(FcnsegError, match="no fcnseg metadata"):
+        read_weights(path)
     save_file({"x": torch.zeros(1)}, path, metadata={"fcnseg": "{not json"})
     with pytest.raises(FcnsegError, match="not JSON"):
-        load_weights(path)
+        read_weights(path)
     broken = _metadata().to_dict()
-    del broken["input"]["std"]
+    del broken["input_convention"]["std"]
     save_file({"x": torch.zeros(1)}, path, metadata={"fcnseg": json.dumps(broken)})
     with pytest.raises(FcnsegError, match="input convention: keys"):
-        load_weights(path)
-    save_file(
-        {"x": torch.zeros(1)},
-        path,
-        metadata={"fcnseg": json.dumps(_metadata().to_dict() | {"num_classes": 3})},
-    )
+        read_weights(path)
+    three = _metadata().to_dict()
+    three["build"]["num_classes"] = 3
+    save_file({"x": torch.zeros(1)}, path, metadata={"fcnseg": json.dumps(three)})
     with pytest.raises(FcnsegError, match="2 class names for 3 classes"):
-        load_weights(path)
+        read_weights(path)
 
 
 def test_convention_dict_round_trip_and_validation() -> None:
