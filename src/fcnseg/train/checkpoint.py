@@ -6,9 +6,14 @@ A checkpoint named ``last`` in a run folder is two files:
   :class:`~fcnseg.io.weights.ModelMeta` in the header (the training configuration, iteration
   and held-out metrics included): the same format as every weight file fcnseg writes, so
   ``fcnseg.load_model("run/last")`` rebuilds it;
-* ``last.state.pt``: what resuming needs besides the weights: the optimiser's state dict, the
-  random generators' states and the best score so far, saved with ``torch.save`` and read
+* ``last.state.pt``: what resuming needs besides the weights: the optimiser's and the
+  gradient scaler's state dicts and the best score so far, saved with ``torch.save`` and read
   back with ``weights_only=True`` (tensors, numbers and strings only, nothing unpickled).
+
+No random generator state is saved: every random draw of a run is seeded by the run's seed
+and the draw's place in it (the epoch's permutation, each image's augmentation, each forward
+pass's dropout and loss sampling; :mod:`fcnseg.train.batches`), so a resumed run continues
+exactly without it, on any number of processes.
 
 Each file is written atomically (:func:`fcnseg.io.atomic.atomic_write`), state first, so a
 write killed midway leaves the previous checkpoint whole. The iteration is recorded in both,
@@ -25,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from fcnseg.convention import InputConvention
@@ -155,14 +159,13 @@ def save_run(
     record: dict[str, Any] | None,
     context: distributed.Context,
 ) -> None:
-    """Writes one checkpoint from the main process, with every process's generator states
-    (a checkpoint without an optimiser, ``best``, holds no training state)."""
+    """Writes one checkpoint from the main process (a checkpoint without an optimiser,
+    ``best``, holds no training state)."""
     training_state = None
     if optimizer is not None and scaler is not None:
         training_state = {
             "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(),
-            "rng": _gather_rng_states(context),
             "best_mean_iu": state.best_mean_iu,
             "best_iteration": state.best_iteration,
         }
@@ -173,23 +176,11 @@ def save_run(
     distributed.barrier(context)
 
 
-def _gather_rng_states(context: distributed.Context) -> list[dict[str, Any]]:
-    own: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        own["cuda"] = torch.cuda.get_rng_state_all()
-    if not context.distributed:
-        return [own]
-    states: list[Any] = [None] * context.world_size
-    dist.all_gather_object(states, own)
-    return states
-
-
 def restore(
     path: Path,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
-    context: distributed.Context,
 ) -> tuple[TrainState, ModelMeta]:
     """Loads the checkpoint ``path`` into the model and optimiser; returns where it was and
     its record (whose ``config`` the caller checks against the resumed run's)."""
@@ -206,11 +197,6 @@ def restore(
         )
     optimizer.load_state_dict(training["optimizer"])
     scaler.load_state_dict(training["scaler"])
-    rng = training["rng"]
-    own = rng[context.rank] if len(rng) == context.world_size else rng[0]
-    torch.set_rng_state(own["torch"])
-    if "cuda" in own and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(own["cuda"])
     state = TrainState(
         int(meta.iteration or 0), training["best_mean_iu"], training["best_iteration"]
     )

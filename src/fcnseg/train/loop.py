@@ -265,7 +265,7 @@ def fit(
     scaler = torch.amp.GradScaler(context.device.type, enabled=amp_dtype == torch.float16)
     state = TrainState()
     if resume:
-        state, saved = restore(out / "last", model, optimizer, scaler, context)
+        state, saved = restore(out / "last", model, optimizer, scaler)
         _check_resumed_config(out / "last", saved, config)
         convention = saved.input_convention
     elif CheckpointFiles.of(out / "last").exists():
