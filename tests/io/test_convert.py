@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from weight_files import SMALL, fcn_blobs, random_blobs, state_from_blobs, write_caffemodel
 
+from fcnseg.convention import TORCHVISION_IMAGENET, InputConvention, caffe_convention
 from fcnseg.errors import FcnsegError
-from fcnseg.io import InputConvention, convert, load_weights
+from fcnseg.io import convert, read_weights
 from fcnseg.io._mapping import classifier_fcn_state_dict
-from fcnseg.convention import TORCHVISION_IMAGENET, caffe_convention
 from fcnseg.io.published import (
     NYUD_HHA,
     SIFTFLOW_CLASSES,
@@ -80,13 +80,16 @@ def test_fcn_files_convert_bit_for_bit_and_load_strictly(
     _assert_bit_equal(state, blobs)
     net = build_model(model, num_classes=21, **SMALL)
     net.load_state_dict(state, strict=True)
-    loaded, loaded_metadata = load_weights(dst)
-    assert loaded_metadata == metadata
+    loaded, loaded_metadata = read_weights(dst)
+    # the file adds when it was saved (and the commit); the rest is the record convert returned
+    assert loaded_metadata.saved is not None
+    assert loaded_metadata.replace(git=metadata.git, saved=metadata.saved) == metadata
     assert loaded.keys() == state.keys()
     assert all(torch.equal(loaded[k], state[k]) for k in state)
     assert metadata.model == model and metadata.num_classes == 21
-    assert metadata.classes == VOC_CLASSES and metadata.input == VOC
-    assert metadata.init == "fcn" and metadata.model_options == SMALL
+    assert metadata.classes == VOC_CLASSES and metadata.input_convention == VOC
+    assert metadata.init == "fcn"
+    assert metadata.build == {"num_classes": 21, "geometry": "caffe", **SMALL}
     assert metadata.source.file == path.name
     assert metadata.source.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert metadata.source.layout == {"layer": "caffemodel", "V1 layers": "caffemodel"}.get(
@@ -111,13 +114,17 @@ def test_pytorch_fcn_atonce_without_scale_blobs_gets_the_fixed_scales(tmp_path: 
     state, metadata = convert(path, "fcn8s-atonce-vgg16", 21, **SMALL)
     assert torch.equal(state["scale_pool4.weight"], torch.full((64,), 0.01))
     assert torch.equal(state["scale_pool3.weight"], torch.full((32,), 0.0001))
-    assert metadata.input == VOC  # pytorch-fcn's convention: BGR, 0-255, the reference mean
+    assert metadata.input_convention == VOC  # pytorch-fcn's convention: BGR, 0-255, the reference mean
     build_model("fcn8s-atonce-vgg16", num_classes=21, **SMALL).load_state_dict(state, strict=True)
     # a .caffemodel of the at-once net carries its Scale blobs, and must
     caffe_path = write_caffemodel(tmp_path / "atonce.caffemodel", blobs)
     with pytest.raises(FcnsegError, match="no layer 'scale_pool4', 'scale_pool3'"):
         convert(caffe_path, "fcn8s-atonce-vgg16", 21, source="voc-fcn8s-atonce", **SMALL)
-    assert set(scales) == {"scale_pool4", "scale_pool3"}
+    # the fixed scales filled in have the shapes of the Scale blobs the file left out
+    assert {name: arrays[0].shape for name, arrays in scales.items()} == {
+        "scale_pool4": tuple(state["scale_pool4.weight"].shape),
+        "scale_pool3": tuple(state["scale_pool3.weight"].shape),
+    }
 
 
 def _bilinear(size: int) -> np.ndarray:
@@ -140,8 +147,9 @@ def test_v1_vgg16_classifier_becomes_an_fcn_that_scores_as_the_classifier(
     state, metadata = convert(path, "fcn32s-vgg16", 21, **options)  # found by file name
 
     assert metadata.init == "classifier" and metadata.source.published == "vgg16-ilsvrc"
-    assert metadata.input == caffe_convention((103.939, 116.779, 123.68))
-    assert metadata.classes is None
+    assert metadata.input_convention == caffe_convention((103.939, 116.779, 123.68))
+    # a classifier's FCN has no class names yet: its classes are numbered
+    assert metadata.classes == tuple(f"class {i}" for i in range(21))
     # fc6 and fc7 are the same numbers, reshaped: 64 x 6272 becomes 64 x 128 x 7 x 7
     assert state["fc6.weight"].shape == (64, 128, 7, 7)
     assert state["fc6.weight"].numpy().tobytes() == blobs["fc6"][0].tobytes()
@@ -208,7 +216,7 @@ def test_torchvision_vgg16_maps_to_caffe_names(tmp_path: Path) -> None:
     converted, metadata = convert(path, "fcn16s-vgg16", 21, **SMALL)
 
     assert metadata.source.layout == "torchvision" and metadata.init == "classifier"
-    assert metadata.input == TORCHVISION_IMAGENET
+    assert metadata.input_convention == TORCHVISION_IMAGENET
     assert converted["conv5_3.weight"].numpy().tobytes() == blobs["conv5_3"][0].tobytes()
     assert converted["fc6.weight"].numpy().tobytes() == blobs["fc6"][0].tobytes()
     build_model("fcn16s-vgg16", num_classes=21, **SMALL).load_state_dict(converted, strict=True)
@@ -231,14 +239,15 @@ def test_folding_torchvision_standardisation_is_exact_at_the_border(tmp_path: Pa
 
     folded, metadata = convert(path, "fcn32s-vgg16", 21, fold_input=True, **SMALL)
 
-    assert metadata.input.channel_order == "BGR" and metadata.input.scale == 255
-    np.testing.assert_allclose(metadata.input.mean, (103.53, 116.28, 123.675))
-    assert metadata.input.std == (1.0, 1.0, 1.0)
+    folded_input = metadata.input_convention
+    assert folded_input.channel_order == "BGR" and folded_input.scale == 255
+    np.testing.assert_allclose(folded_input.mean, (103.53, 116.28, 123.675))
+    assert folded_input.std == (1.0, 1.0, 1.0)
     rgb = torch.randint(0, 256, (2, 3, 9, 11), generator=torch.Generator().manual_seed(1))
     weight, bias = torch.from_numpy(blobs["conv1_1"][0]), torch.from_numpy(blobs["conv1_1"][1])
     original = F.conv2d(TORCHVISION_IMAGENET.normalize(rgb), weight, bias, padding=1)
     refolded = F.conv2d(
-        metadata.input.normalize(rgb), folded["conv1_1.weight"], folded["conv1_1.bias"], padding=1
+        folded_input.normalize(rgb), folded["conv1_1.weight"], folded["conv1_1.bias"], padding=1
     )
     # every output, the zero-padded border included
     torch.testing.assert_close(refolded, original, rtol=1e-5, atol=1e-5)
@@ -333,17 +342,19 @@ def test_late_fusion_file_gives_either_stream(tmp_path: Path) -> None:
 
     state, metadata = convert(path, "fcn32s-vgg16", 40, source="nyud-fcn32s-color-hha-hha", **SMALL)
 
-    assert metadata.input == NYUD_HHA and len(metadata.classes) == 40
+    assert metadata.input_convention == NYUD_HHA and len(metadata.classes) == 40
     assert state["conv1_1.weight"].numpy().tobytes() == blobs["conv1_1hha"][0].tobytes()
     assert state["upscore.weight"].numpy().tobytes() == blobs["upscore"][0].tobytes()
     assert any("mean of this net's and the other stream's" in n for n in metadata.notes)
 
 
 def test_layer_shape_mismatch_names_the_layer_and_both_shapes(tmp_path: Path) -> None:
-    path = write_caffemodel(tmp_path / "net.caffemodel", fcn_blobs("fcn32s-vgg16", 21, **SMALL))
+    # 22 classes: no published net's (a 21-class file is recognised by its layers as
+    # voc-fcn32s, and refused for its class count before any layer is compared)
+    path = write_caffemodel(tmp_path / "net.caffemodel", fcn_blobs("fcn32s-vgg16", 22, **SMALL))
     with pytest.raises(
         FcnsegError,
-        match=r"layer 'score_fr' blob 0 has shape \(21, 32, 1, 1\); .* expects \(5, 32, 1, 1\)",
+        match=r"layer 'score_fr' blob 0 has shape \(22, 32, 1, 1\); .* expects \(5, 32, 1, 1\)",
     ):
         convert(path, "fcn32s-vgg16", 5, convention=VOC, **SMALL)
 
@@ -366,9 +377,11 @@ def test_a_file_that_does_not_fit_is_refused(tmp_path: Path, damage, message: st
 
 
 def test_conventions_and_published_entries_are_checked(tmp_path: Path) -> None:
-    path = write_caffemodel(tmp_path / "mine.caffemodel", fcn_blobs("fcn32s-vgg16", 21, **SMALL))
+    # a net of 5 classes is no published one, by name or by its layers
+    mine = write_caffemodel(tmp_path / "mine.caffemodel", fcn_blobs("fcn32s-vgg16", 5, **SMALL))
     with pytest.raises(FcnsegError, match="input convention is unknown"):
-        convert(path, "fcn32s-vgg16", 21, **SMALL)
+        convert(mine, "fcn32s-vgg16", 5, **SMALL)
+    path = write_caffemodel(tmp_path / "net.caffemodel", fcn_blobs("fcn32s-vgg16", 21, **SMALL))
     with pytest.raises(FcnsegError, match="voc-fcn8s is model 'fcn8s-vgg16', not 'fcn32s-vgg16'"):
         convert(path, "fcn32s-vgg16", 21, source="voc-fcn8s", **SMALL)
     with pytest.raises(FcnsegError, match="scores 40 classes, not 21"):
