@@ -250,7 +250,7 @@ def fit(
         raise FcnsegError(f"model '{config.model}', dataset '{config.dataset}': {error}") from None
     # The run feeds the input convention of the weights it starts from (section 4.1: a
     # classifier's convention stays with its weights), else the dataset's own.
-    convention = train_set.convention  # type: ignore[attr-defined]
+    convention = getattr(train_set, "convention", info.convention)
     if config.init and not resume:
         convention = initialize(model, config.init)
     model.to(context.device)
@@ -271,8 +271,14 @@ def fit(
     elif CheckpointFiles.of(out / "last").exists():
         raise FcnsegError(f"{out}: already holds a run; resume it or choose another folder")
     for dataset in (train_set, val_set):
-        if dataset is not None:
-            dataset.convention = convention  # type: ignore[attr-defined]
+        if dataset is None:
+            continue
+        if not hasattr(dataset, "convention") and convention != dataset.info.convention:
+            raise FcnsegError(
+                f"{type(dataset).__name__} gives its images in its own convention, but the "
+                f"weights expect {convention}; give the dataset a 'convention' attribute"
+            )
+        dataset.convention = convention  # type: ignore[attr-defined]
     meta = training_meta(config, info, convention, head_class_names(train_set))
     if context.is_main:
         out.mkdir(parents=True, exist_ok=True)
