@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from fcnseg import list_pretrained, load_model
 from fcnseg.data import build_dataset
-from fcnseg.evaluate import evaluate, evaluation_loader
-from fcnseg.pretrained import list_pretrained, load_pretrained
+from fcnseg.evaluation import evaluate, evaluation_loader
 
 CAMVID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
 NAME = "camvid-fcn8s"
@@ -23,21 +23,24 @@ NAME = "camvid-fcn8s"
 
 def test_camvid_fcn8s_is_shipped() -> None:
     assert NAME in list_pretrained()
-    model, metadata = load_pretrained(NAME)
-    assert metadata["model"] == "fcn8s-vgg16"
-    assert metadata["dataset"] == "camvid"
-    assert len(metadata["classes"]) == len(metadata["palette"]) == 11
-    assert metadata["metrics"]["split"] == "val"
-    scores = model.eval()(torch.zeros(1, 3, 37, 53))
+    model = load_model(NAME)
+    metadata = model.meta
+    assert metadata.model == "fcn8s-vgg16"
+    assert metadata.dataset == "camvid"
+    assert len(metadata.classes) == len(metadata.palette) == 11
+    assert metadata.metrics["split"] == "val"
+    assert not model.training  # load_model gives the model in eval mode
+    scores = model(torch.zeros(1, 3, 37, 53))
     assert scores.shape == (1, 11, 37, 53)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not CAMVID.is_dir(), reason=f"CamVid not found at {CAMVID}")
 def test_camvid_fcn8s_reproduces_its_val_mean_iu() -> None:
-    model, metadata = load_pretrained(NAME)
-    val = build_dataset("camvid", CAMVID, "val")
+    model = load_model(NAME)
+    # the images in the convention the weights declare, as ``fcnseg eval`` feeds them
+    val = build_dataset("camvid", CAMVID, "val", convention=model.meta.input_convention)
     assert len(val) == 101
     metrics = evaluate(model, evaluation_loader(val, batch_size=1), 11)
-    reported = metadata["metrics"]["mean_iu"]
+    reported = model.meta.metrics["mean_iu"]
     assert abs(100 * metrics["mean_iu"] - 100 * reported) <= 0.1
