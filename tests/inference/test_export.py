@@ -75,11 +75,11 @@ def test_missing_onnx_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monke
 @pytest.fixture
 def small_cli_model(monkeypatch: pytest.MonkeyPatch) -> None:
     # The commands build full-size nets from a name; a small one keeps the tests quick.
-    def load_model(args: argparse.Namespace) -> torch.nn.Module:
+    def model_from_args(args: argparse.Namespace) -> torch.nn.Module:
         return small_model(args.model, args.geometry)
 
-    monkeypatch.setattr(export_command, "load_model", load_model)
-    monkeypatch.setattr(bench_command, "load_model", load_model)
+    monkeypatch.setattr(export_command, "model_from_args", model_from_args)
+    monkeypatch.setattr(bench_command, "model_from_args", model_from_args)
 
 
 def _cli(module: object, argv: list[str]) -> int:
