@@ -6,22 +6,29 @@ import json
 from pathlib import Path
 
 import pytest
+import safetensors
 import torch
 
 import fcnseg
 from fcnseg.data.synthetic import SYNTHETIC_INFO
 from fcnseg.errors import FcnsegError
-from fcnseg.train import checkpoint as checkpoint_module
+from fcnseg.io import atomic as atomic_module
+from fcnseg.io.weights import ModelMeta
+from fcnseg.train import recipe
 from fcnseg.train.checkpoint import (
     CheckpointFiles,
     load_checkpoint,
-    load_model,
     load_training_state,
-    model_metadata,
+    restore,
     save_checkpoint,
+    training_meta,
 )
+from fcnseg.train.loop import initialize
 
 BACKBONE = {"width": 1 / 16, "fc_width": 16, "batch_norm": True}
+CONFIG = recipe(
+    "scratch", "fcn8s-vgg16", dataset="synthetic", geometry="lean", backbone=BACKBONE, device="cpu"
+)
 
 
 def tiny_model(seed: int = 0, num_classes: int = 6) -> fcnseg.models.FCN:
@@ -34,13 +41,21 @@ def tiny_model(seed: int = 0, num_classes: int = 6) -> fcnseg.models.FCN:
     return model
 
 
-def metadata(iteration: int = 7) -> dict:
-    return {
-        **model_metadata("fcn8s-vgg16", 6, "lean", BACKBONE, SYNTHETIC_INFO),
-        "iteration": iteration,
-        "config": {"recipe": "scratch"},
-        "metrics": {"mean_iu": 0.5},
-    }
+def metadata(iteration: int = 7) -> ModelMeta:
+    start = training_meta(CONFIG, SYNTHETIC_INFO, SYNTHETIC_INFO.convention, {})
+    return start.replace(iteration=iteration, metrics={"mean_iu": 0.5})
+
+
+def resume(path: Path, model: fcnseg.models.FCN) -> None:
+    """Restores the checkpoint ``path`` into ``model`` as resuming a run does."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    restore(path, model, optimizer, torch.amp.GradScaler("cpu", enabled=False))
+
+
+def header_record(path: Path) -> dict:
+    """The fcnseg record in a weight file's safetensors header, as JSON."""
+    with safetensors.safe_open(path, framework="pt") as handle:
+        return json.loads(handle.metadata()["fcnseg"])
 
 
 def test_checkpoint_holds_weights_and_what_rebuilds_and_feeds_them(tmp_path: Path) -> None:
@@ -50,20 +65,24 @@ def test_checkpoint_holds_weights_and_what_rebuilds_and_feeds_them(tmp_path: Pat
     optimizer.step()
     save_checkpoint(tmp_path / "last", model, metadata(), {"optimizer": optimizer.state_dict()})
     files = CheckpointFiles.of(tmp_path / "last")
-    assert files.weights.is_file() and files.metadata.is_file() and files.state.is_file()
-    record = json.loads(files.metadata.read_text())
+    assert files.weights.is_file() and files.state.is_file()
+    # two files: the record is in the weights' header, no .json beside them
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.safetensors", "last.state.pt"]
+    record = header_record(files.weights)
+    assert record["format"] == "fcnseg/2"
     assert record["model"] == "fcn8s-vgg16"
     assert record["build"] == {"num_classes": 6, "geometry": "lean", **BACKBONE}
     assert record["classes"] == list(SYNTHETIC_INFO.class_names)
     assert record["palette"][1] == list(SYNTHETIC_INFO.palette[1])
     assert record["input_convention"]["channel_order"] == "BGR"
-    assert record["input_convention"]["mean"] == list(SYNTHETIC_INFO.mean_bgr)
+    assert record["input_convention"]["mean"] == list(SYNTHETIC_INFO.convention.mean)
     assert record["iteration"] == 7 and record["metrics"] == {"mean_iu": 0.5}
-    assert "git" in record and "config" in record
+    assert "git" in record and record["config"]["recipe"] == "scratch"
+    assert record["config"] == json.loads(json.dumps(CONFIG.to_dict()))
 
-    rebuilt, _ = load_model(files.weights)
+    rebuilt = fcnseg.load_model(files.weights)
+    assert not rebuilt.training and rebuilt.meta.iteration == 7
     model.eval()
-    rebuilt.eval()
     x = torch.randn(2, 3, 40, 36)
     torch.testing.assert_close(rebuilt(x), model(x), rtol=0, atol=0)
     state = load_training_state(tmp_path / "last")  # weights_only=True inside
@@ -72,23 +91,33 @@ def test_checkpoint_holds_weights_and_what_rebuilds_and_feeds_them(tmp_path: Pat
 
 
 def test_loading_into_another_model_or_class_count_names_the_file(tmp_path: Path) -> None:
+    # A checkpoint goes into a model built elsewhere where a run starts from it (--init,
+    # initialize) or resumes it (restore); ``fcnseg eval`` checks the class count against
+    # the dataset's (tests/cli/test_cli_evaluate.py).
     save_checkpoint(tmp_path / "best", tiny_model(), metadata())
-    with pytest.raises(FcnsegError, match=r"best\.safetensors.*6 classes, expected 21"):
-        load_model(tmp_path / "best", num_classes=21)
-    with pytest.raises(FcnsegError, match=r"best\.safetensors.*'fcn32s-vgg16'"):
-        load_model(tmp_path / "best", model_name="fcn32s-vgg16")
-    with pytest.raises(FcnsegError, match="metadata not found"):
-        load_model(tmp_path / "missing")
+    wider = fcnseg.build_model("fcn8s-vgg16", num_classes=21, geometry="lean", **BACKBONE)
+    with pytest.raises(FcnsegError, match=r"best: cannot initialise.*class counts differ: 21 and 6"):
+        initialize(wider, str(tmp_path / "best"))
+    other = fcnseg.build_model("fcn32s-alexnet", num_classes=6)
+    with pytest.raises(FcnsegError, match=r"best: cannot initialise the model \(fc6\.weight"):
+        initialize(other, str(tmp_path / "best"))
+    save_checkpoint(tmp_path / "last", tiny_model(), metadata(), {"optimizer": {}})
+    with pytest.raises(
+        FcnsegError, match=r"last\.safetensors: weights do not fit.*score_fr\.weight is \(6,"
+    ):
+        resume(tmp_path / "last", wider)
+    with pytest.raises(FcnsegError, match="missing: no such weight file"):
+        fcnseg.load_model(tmp_path / "missing")
 
 
 def test_a_write_killed_midway_leaves_the_old_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     files = CheckpointFiles.of(tmp_path / "last")
-    killed_files = (files.state, files.weights, files.metadata)  # the order of the writes
-    for killed in range(3):
+    killed_files = (files.state, files.weights)  # the order of the writes
+    for killed in range(2):
         save_checkpoint(tmp_path / "last", tiny_model(0), metadata(1), {"optimizer": {}})
-        before = files.metadata.read_bytes(), files.weights.read_bytes(), files.state.read_bytes()
+        before = files.weights.read_bytes(), files.state.read_bytes()
         writes = []
 
         def write(file, data: bytes, killed: int = killed, writes: list = writes) -> None:
@@ -98,34 +127,35 @@ def test_a_write_killed_midway_leaves_the_old_file(
                 raise OSError("disk pulled out")
             file.write(data)
 
-        monkeypatch.setattr(checkpoint_module, "_write", write)
-        with pytest.raises(OSError, match="disk pulled out"):
+        monkeypatch.setattr(atomic_module, "_write", write)
+        # the state is written raw; the weights' writer names the file it could not write
+        failure, message = (OSError, "disk pulled out")
+        if killed == 1:
+            failure, message = (FcnsegError, r"last\.safetensors: cannot write: disk pulled out")
+        with pytest.raises(failure, match=message):
             save_checkpoint(tmp_path / "last", tiny_model(1), metadata(2), {"optimizer": {}})
         monkeypatch.undo()
 
-        after = files.metadata.read_bytes(), files.weights.read_bytes(), files.state.read_bytes()
-        old = dict(zip((files.metadata, files.weights, files.state), before, strict=True))
-        new = dict(zip((files.metadata, files.weights, files.state), after, strict=True))
+        after = files.weights.read_bytes(), files.state.read_bytes()
+        old = dict(zip((files.weights, files.state), before, strict=True))
+        new = dict(zip((files.weights, files.state), after, strict=True))
         assert new[killed_files[killed]] == old[killed_files[killed]]  # whole, and the old one
         for later in killed_files[killed:]:
             assert new[later] == old[later]  # nothing after the failed write was touched
         assert sorted(p.name for p in tmp_path.iterdir()) == [
-            "last.json",
             "last.safetensors",
             "last.state.pt",
         ]  # no temporary file is left behind
         if killed == 0:
             state, meta = load_checkpoint(tmp_path / "last")
-            assert (
-                meta["iteration"] == 1 and load_training_state(tmp_path / "last")["iteration"] == 1
-            )
+            assert meta.iteration == 1 and load_training_state(tmp_path / "last")["iteration"] == 1
             torch.testing.assert_close(state["score_fr.weight"], tiny_model(0).score_fr.weight)
-        elif killed == 1:  # new state beside old weights: the iterations tell them apart
-            assert load_checkpoint(tmp_path / "last")[1]["iteration"] == 1
+        else:  # new state beside old weights: the iterations tell them apart...
+            assert load_checkpoint(tmp_path / "last")[1].iteration == 1
             assert load_training_state(tmp_path / "last")["iteration"] == 2
-        else:  # new weights beside old metadata: refused when read
+            # ...and resuming from the mixed pair is refused
             with pytest.raises(FcnsegError, match="interrupted save"):
-                load_checkpoint(tmp_path / "last")
+                resume(tmp_path / "last", tiny_model(0))
 
 
 def test_weights_that_do_not_fit_their_metadata_are_refused(tmp_path: Path) -> None:
@@ -135,4 +165,4 @@ def test_weights_that_do_not_fit_their_metadata_are_refused(tmp_path: Path) -> N
     )
     save_checkpoint(tmp_path / "last", wide, metadata())
     with pytest.raises(FcnsegError, match=r"last\.safetensors: weights do not fit.*conv1_1"):
-        load_model(tmp_path / "last")
+        fcnseg.load_model(tmp_path / "last")
