@@ -15,6 +15,7 @@ from tiny_runs import tiny_config
 
 from fcnseg.data.synthetic import SYNTHETIC_INFO
 from fcnseg.errors import FcnsegError
+from fcnseg.runtime import amp_dtype
 from fcnseg.train import DivergedError, fit, fit_staged, load_checkpoint
 from fcnseg.train import loop as loop_module
 from fcnseg.train.log import read_log
@@ -75,7 +76,7 @@ def test_resumed_run_repeats_the_uninterrupted_trajectory(tmp_path: Path, tiny_d
 
     first = dataclasses.replace(config, max_iter=3)
     fit(first, tmp_path / "split", train_set=train, val_set=val, progress=False)
-    assert load_checkpoint(tmp_path / "split" / "last")[1]["iteration"] == 3
+    assert load_checkpoint(tmp_path / "split" / "last")[1].iteration == 3
     resumed = fit(
         config, tmp_path / "split", resume=True, train_set=train, val_set=val, progress=False
     )
@@ -108,7 +109,7 @@ def test_ctrl_c_saves_and_the_run_resumes_exactly(
         fit(config, tmp_path / "cut", train_set=train, val_set=val, progress=False)
     monkeypatch.undo()
     # step 2 finished, then the run saved and stopped, before step 3
-    assert load_checkpoint(tmp_path / "cut" / "last")[1]["iteration"] == 2
+    assert load_checkpoint(tmp_path / "cut" / "last")[1].iteration == 2
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     fit(config, tmp_path / "cut", resume=True, train_set=train, val_set=val, progress=False)
     assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
@@ -131,7 +132,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     with pytest.raises(DivergedError, match=r"loss is nan at iteration 3.*last\.safetensors"):
         fit(config, tmp_path, train_set=train, val_set=val, progress=False)
     state, metadata = load_checkpoint(tmp_path / "last")
-    assert metadata["iteration"] == 2
+    assert metadata.iteration == 2
     assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
     assert max(losses(tmp_path)) == 2  # the bad step was not logged as done
 
@@ -203,7 +204,7 @@ def test_staged_run_starts_each_stage_from_the_one_before(tmp_path: Path, tiny_d
     stages = sorted(p.name for p in tmp_path.iterdir())
     assert stages == ["stage1-fcn32s-vgg16", "stage2-fcn16s-vgg16", "stage3-fcn8s-vgg16"]
     second = load_checkpoint(tmp_path / stages[1] / "last")[1]
-    assert second["config"]["init"] == str(tmp_path / stages[0] / "best")
+    assert second.config["init"] == str(tmp_path / stages[0] / "best")
     assert result.model.num_classes == 6 and result.iteration == 2
     # FCN-8s starts from FCN-16s: its pool4 skip carries over, its pool3 skip starts at zero
     sixteen = load_checkpoint(tmp_path / stages[1] / "best")[0]
@@ -222,7 +223,7 @@ def test_bf16_autocast_trains_on_the_cpu(tmp_path: Path, tiny_data) -> None:
     assert all(math.isfinite(loss) for loss in losses(tmp_path).values())
     assert result.model.score_fr.weight.dtype == torch.float32  # autocast, not a bf16 model
     with pytest.raises(FcnsegError, match="fp16 needs a CUDA device"):
-        loop_module.resolve_amp("fp16", torch.device("cpu"))
+        amp_dtype("fp16", torch.device("cpu"))
 
 
 def test_tensorboard_gets_the_curves_when_installed(
