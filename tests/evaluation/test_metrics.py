@@ -98,7 +98,8 @@ def test_record_and_table_name_the_classes() -> None:
     confusion.update(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 0]))
     metrics = confusion.compute()
     record = metrics_record(metrics, ["sky", "tree", "car"])
-    assert set(record) == {"pixel_acc", "mean_acc", "mean_iu", "fw_iu", "iu", "acc"}
+    assert set(record) == {"pixel_acc", "mean_acc", "mean_iu", "fw_iu", "iu", "acc", "confusion"}
+    assert record["confusion"] == [[1, 1, 0], [0, 1, 0], [0, 0, 0]]  # rows truth, columns pred
     assert record["iu"]["car"] is None  # NaN is not JSON
     table = format_table(metrics, ["sky", "tree", "car"])
     assert "tree" in table and "mean_iu" in table and "n/a" in table

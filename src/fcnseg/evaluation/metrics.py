@@ -98,7 +98,9 @@ class ConfusionMatrix:
 
         Returns:
             ``pixel_acc``, ``mean_acc``, ``mean_iu``, ``fw_iu`` (floats, NaN when nothing
-            was counted) and ``iu``, ``acc`` (one float per class, NaN where undefined).
+            was counted), ``iu``, ``acc`` (one float per class, NaN where undefined) and
+            ``confusion`` (the histogram as K lists of K ints: rows the ground truth, columns
+            the prediction).
         """
         hist = self.hist.double()
         diag = hist.diag()
@@ -117,6 +119,7 @@ class ConfusionMatrix:
             "fw_iu": float((freq[present] * iu[present]).sum()) if total > 0 else math.nan,
             "iu": iu.tolist(),
             "acc": acc.tolist(),
+            "confusion": self.hist.tolist(),
         }
 
 
@@ -193,7 +196,9 @@ def metrics_record(
     class_names: Sequence[str],
     head_class_names: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
-    """The metrics as JSON: the four under their keys, per-class IU and accuracy by class name.
+    """The metrics as JSON: the four under their keys, per-class IU and accuracy by class name,
+    and the confusion matrix (``confusion``: pixel counts, rows the ground truth and columns
+    the prediction, in class order) where ``metrics`` has it.
 
     NaN (a class neither in the ground truth nor predicted) becomes null, which JSON has. The
     metrics of a multi-head net keep the first head's record at the top and add ``"heads"``,
@@ -212,6 +217,8 @@ def metrics_record(
     record: dict[str, Any] = {key: _json_number(metrics[key]) for key in METRIC_NAMES}
     record["iu"] = {n: _json_number(v) for n, v in zip(class_names, metrics["iu"], strict=True)}
     record["acc"] = {n: _json_number(v) for n, v in zip(class_names, metrics["acc"], strict=True)}
+    if "confusion" in metrics:
+        record["confusion"] = [[int(n) for n in row] for row in metrics["confusion"]]
     return record
 
 
