@@ -15,8 +15,13 @@ from multitask_data import nyud_root, siftflow_root
 import fcnseg
 from fcnseg.data import SIFTFLOW_GEOMETRIC_INFO, SIFTFLOW_INFO, build_dataset
 from fcnseg.errors import FcnsegError
-from fcnseg.evaluate import ConfusionMatrix, evaluate, format_table, metrics_record
-from fcnseg.evaluate.evaluate import head_class_names
+from fcnseg.evaluation import (
+    ConfusionMatrix,
+    evaluate,
+    format_table,
+    head_class_names,
+    metrics_record,
+)
 from fcnseg.models.geometry import Geometry
 from fcnseg.train import TrainConfig, fit, load_checkpoint, recipe
 from fcnseg.train.loss import loss_sampling_mask, pixel_loss
@@ -158,7 +163,7 @@ def test_fit_trains_the_two_headed_siftflow_net(tmp_path: Path) -> None:
     assert list(result.metrics["heads"]["geo"]["iu"]) == list(SIFTFLOW_GEOMETRIC_INFO.class_names)
     assert result.metrics["mean_iu"] == result.metrics["heads"]["sem"]["mean_iu"]
     metadata = load_checkpoint(tmp_path / "run" / "last")[1]
-    assert metadata["metrics"]["heads"]["geo"] == result.metrics["heads"]["geo"]
+    assert metadata.metrics["heads"]["geo"] == result.metrics["heads"]["geo"]
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["dataset_options"] == {"task": "both"}
 
@@ -202,6 +207,6 @@ def test_fit_trains_the_nyud_fusion_nets(tmp_path: Path, model: str, modality: s
     assert len(result.metrics["iu"]) == 40
     val = build_dataset("nyud", root, "val", modality=modality)
     assert head_class_names(val) == {}
-    assert load_checkpoint(tmp_path / "run" / "last")[1]["config"]["dataset_options"] == {
+    assert load_checkpoint(tmp_path / "run" / "last")[1].config["dataset_options"] == {
         "modality": modality
     }
