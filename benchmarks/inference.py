@@ -34,7 +34,7 @@ import torch
 
 import fcnseg
 from fcnseg.inference import (
-    available_precisions,
+    native_precisions,
     optimize_for_inference,
     rarefy,
     resolve_precision,
@@ -101,10 +101,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def inference_table(args: argparse.Namespace, gemm: dict) -> list[dict]:
     height, width = args.size
-    paths = ["eager", *available_precisions()]
+    paths = ["eager", *native_precisions()]
     rows = []
     for geometry in ("caffe", "lean"):
-        model = he_initialize(fcnseg.build_model(args.model, 21, geometry)).eval()
+        model = he_initialize(
+            fcnseg.build_model(args.model, num_classes=21, geometry=geometry)
+        ).eval()
         measured = benchmark_inference(
             model, paths, height=height, width=width, repeats=args.repeats, gemm=gemm
         )
@@ -155,10 +157,10 @@ def compiled_forward(model: torch.nn.Module, x: torch.Tensor, eager: Measurement
 
 def training_table(args: argparse.Namespace, gemm: dict) -> list[dict]:
     height, width = args.size
-    paths = ["eager", "fp32"] + (["bf16"] if "bf16" in available_precisions() else [])
+    paths = ["eager", "fp32"] + (["bf16"] if "bf16" in native_precisions() else [])
     rows = []
     for geometry in ("caffe", "lean"):
-        model = he_initialize(fcnseg.build_model(args.model, 21, geometry))
+        model = he_initialize(fcnseg.build_model(args.model, num_classes=21, geometry=geometry))
         measured = benchmark_training_step(
             model, paths, height=height, width=width, repeats=args.train_repeats, gemm=gemm
         )
@@ -176,9 +178,11 @@ def dense_table(args: argparse.Namespace) -> list[dict]:
     f = 32  # VGG16's total stride, checked below
     # Full width and size: FLOPs only (shift-and-stitch's 1024 passes would take an hour).
     # Width 1/8 at side x side: FLOPs and seconds, all three run (fp32 eager).
-    full = fcnseg.build_model("fcn32s-vgg16", 21, "lean")
+    full = fcnseg.build_model("fcn32s-vgg16", num_classes=21, geometry="lean")
     small = he_initialize(
-        fcnseg.build_model("fcn32s-vgg16", 21, "lean", width=1 / 8, fc_width=64)
+        fcnseg.build_model(
+            "fcn32s-vgg16", num_classes=21, geometry="lean", width=1 / 8, fc_width=64
+        )
     ).eval()
     methods = {
         "in-network upsampling (FCN-32s)": lambda net, x: net(x),
@@ -232,13 +236,13 @@ def trained_errors(args: argparse.Namespace) -> dict:
     import numpy as np
     from PIL import Image
 
-    from fcnseg.io.convention import InputConvention
+    from fcnseg.convention import InputConvention
     from fcnseg.pretrained import load_pretrained
 
     model, metadata = load_pretrained(args.checkpoint)
     model.eval()
     convention = InputConvention.from_dict(metadata["input_convention"])
-    fast = {p: optimize_for_inference(model, p) for p in available_precisions()}
+    fast = {p: optimize_for_inference(model, p) for p in native_precisions()}
     errors: dict[str, list[dict]] = {p: [] for p in fast}
     for path in args.images:
         with Image.open(path) as image:
@@ -299,10 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     started = time.perf_counter()
-    gemm = {DTYPES[p]: gemm_rate(DTYPES[p]) for p in available_precisions()}
+    gemm = {DTYPES[p]: gemm_rate(DTYPES[p]) for p in native_precisions()}
     print(
         "GEMM rate (best square size):",
-        ", ".join(f"{p} {gemm[DTYPES[p]] / 1e9:.0f} GFLOP/s" for p in available_precisions()),
+        ", ".join(f"{p} {gemm[DTYPES[p]] / 1e9:.0f} GFLOP/s" for p in native_precisions()),
     )
     results: dict = {
         "load_at_start": machine_load(),

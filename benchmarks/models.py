@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         for geometry in GEOMETRIES:
             torch.manual_seed(0)
             try:
-                model = fcnseg.build_model(name, 21, geometry)
+                model = fcnseg.build_model(name, num_classes=21, geometry=geometry)
             except fcnseg.FcnsegError as error:
                 print(f"{name:<24}{geometry:<10}  {error}")
                 rows.append({"model": name, "geometry": geometry, "error": str(error)})
