@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 from tiny_runs import tiny_config
 
 from fcnseg.data.synthetic import SyntheticShapes
-from fcnseg.evaluate import evaluate, evaluation_loader
+from fcnseg.evaluation import evaluate, evaluation_loader
 from fcnseg.train import fit
 from fcnseg.train.log import read_log
 
