@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from fcnseg.cli.train import add_dataset_option, dataset_options
 from fcnseg.data import ade20k_score_text, build_dataset, list_datasets
 from fcnseg.errors import FcnsegError
@@ -27,7 +29,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "eval",
         help="score a model on a dataset split",
         description="Score a model on a dataset split: pixel accuracy, mean accuracy, mean IU, "
-        "frequency weighted IU, and per-class IU; writes OUT/metrics.json.",
+        "frequency weighted IU, and per-class IU; writes OUT/metrics.json (with the confusion "
+        "matrix: rows the ground truth, columns the prediction).",
     )
     parser.add_argument("--model", required=True, help="checkpoint path or shipped model name")
     parser.add_argument("--dataset", required=True, choices=list_datasets())
@@ -43,6 +46,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--amp", default="none", choices=AMP_MODES)
     parser.add_argument("--device", default="auto", choices=DEVICES)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
     return parser
 
@@ -64,7 +68,13 @@ def run(args: argparse.Namespace) -> int:
         )
     metrics = evaluate(
         model,
-        evaluation_loader(dataset, batch_size=args.batch_size),
+        tqdm(
+            evaluation_loader(dataset, batch_size=args.batch_size),
+            desc="eval",
+            unit="batch",
+            disable=args.no_progress,
+            dynamic_ncols=True,
+        ),
         info.num_classes,
         ignore_index=info.ignore_index,
         device=device,
