@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import checkpoint_meta
 from PIL import Image
 
 import fcnseg
 from fcnseg.data.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_INFO, SyntheticShapes
-from fcnseg.train.checkpoint import model_metadata, save_checkpoint
+from fcnseg.train.checkpoint import save_checkpoint
 
 BACKBONE = {"width": 1 / 16, "fc_width": 16, "batch_norm": True}
 
@@ -51,10 +52,6 @@ def checkpoint(tmp_path: Path) -> Path:
             if name.startswith("score"):
                 param.normal_(0, 0.1)
     model.eval()
-    metadata = {
-        **model_metadata("fcn8s-vgg16", 6, "lean", BACKBONE, SYNTHETIC_INFO),
-        "iteration": 0,
-        "metrics": None,
-    }
+    metadata = checkpoint_meta("fcn8s-vgg16", 6, "lean", BACKBONE, SYNTHETIC_INFO)
     save_checkpoint(tmp_path / "model" / "best", model, metadata)
     return tmp_path / "model" / "best.safetensors"

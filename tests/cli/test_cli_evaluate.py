@@ -10,13 +10,11 @@ import pytest
 from cli_helpers import one_error_line
 from PIL import Image
 
+import fcnseg
 from fcnseg.cli import main
 from fcnseg.data import build_dataset
 from fcnseg.data.synthetic import SYNTHETIC_CLASSES
-from fcnseg.evaluate import evaluate, evaluation_loader
-from fcnseg.evaluate.evaluate import for_dataset
-from fcnseg.convention import InputConvention
-from fcnseg.pretrained import load_pretrained
+from fcnseg.evaluation import evaluate, evaluation_loader
 
 
 def eval_args(checkpoint: Path, root: Path, out: Path) -> list[str]:
@@ -32,6 +30,7 @@ def eval_args(checkpoint: Path, root: Path, out: Path) -> list[str]:
         "val",
         "--out",
         str(out),
+        "--no-progress",  # the bar would share stderr with the one error line
     ]
 
 
@@ -44,12 +43,11 @@ def test_eval_writes_the_four_metrics_and_prints_per_class_iu(
         assert 0 <= record[key] <= 1
     assert list(record["iu"]) == list(SYNTHETIC_CLASSES)
 
-    # the same numbers as the library computes them
-    dataset = build_dataset("folder", folder_dataset, "val")
-    model, metadata = load_pretrained(checkpoint)
-    convention = InputConvention.from_dict(metadata["input_convention"])
-    net = for_dataset(model, dataset.info.mean_bgr, convention)
-    expected = evaluate(net, evaluation_loader(dataset), 6)
+    # the same numbers as the library computes them, the images in the weights' convention
+    model = fcnseg.load_model(checkpoint)
+    convention = model.meta.input_convention
+    dataset = build_dataset("folder", folder_dataset, "val", convention=convention)
+    expected = evaluate(model, evaluation_loader(dataset), 6)
     assert record["mean_iu"] == pytest.approx(expected["mean_iu"])
     assert record["pixel_acc"] == pytest.approx(expected["pixel_acc"])
 
@@ -91,5 +89,5 @@ def test_missing_model_and_other_class_count_are_one_line(
     (folder_dataset / "classes.txt").write_text("background\nthing\nother\n")
     assert main(eval_args(checkpoint, folder_dataset, tmp_path / "out")) == 1
     line = one_error_line(capsys.readouterr().err)
-    assert str(checkpoint) in line and "6 classes, expected 3" in line
+    assert str(checkpoint) in line and "weights for 6 classes, dataset 'folder' has 3" in line
     assert not (tmp_path / "out" / "metrics.json").exists()

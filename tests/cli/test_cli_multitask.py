@@ -9,14 +9,14 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-from cli_helpers import one_error_line
+from cli_helpers import checkpoint_meta, one_error_line
 from PIL import Image
 
 import fcnseg
 from fcnseg.cli import build_parser, main
 from fcnseg.cli.train import config_from_args
 from fcnseg.data import SIFTFLOW_GEOMETRIC_INFO, nyud_info
-from fcnseg.train.checkpoint import model_metadata, save_checkpoint
+from fcnseg.train.checkpoint import save_checkpoint
 
 TINY = ["--width", "0.125", "--fc-width", "16", "--batch-size", "2", "--no-progress"]
 
@@ -68,18 +68,19 @@ def test_dataset_option_mistakes_are_one_line(
     assert "has no option 'colour'" in one_error_line(capsys.readouterr().err)
     assert main([*train, "--dataset-option", "modality=rgb", *TINY]) == 1
     assert "modality 'rgb' unknown" in one_error_line(capsys.readouterr().err)
-    evaluate = ["eval", "--model", "x", "--dataset", "nyud", "--root", str(root)]
-    assert main([*evaluate, "--out", str(tmp_path), "--dataset-option", "colour=hha"]) == 1
-    assert "has no option 'colour'" in one_error_line(capsys.readouterr().err)
-
-    # An RGB-D checkpoint scored on the colour images alone.
+    # An RGB-D checkpoint (eval loads the model first, then reads the dataset in its convention)
     model = fcnseg.build_model(
         "fcn32s-rgbd-vgg16", num_classes=40, geometry="lean", width=1 / 8, fc_width=16
     )
     backbone = {"width": 1 / 8, "fc_width": 16}
-    metadata = model_metadata("fcn32s-rgbd-vgg16", 40, "lean", backbone, nyud_info("color-depth"))
-    save_checkpoint(tmp_path / "rgbd" / "best", model, {**metadata, "iteration": 0})
-    evaluate[2] = str(tmp_path / "rgbd" / "best.safetensors")
+    metadata = checkpoint_meta("fcn32s-rgbd-vgg16", 40, "lean", backbone, nyud_info("color-depth"))
+    save_checkpoint(tmp_path / "rgbd" / "best", model, metadata)
+    rgbd = str(tmp_path / "rgbd" / "best.safetensors")
+    evaluate = ["eval", "--model", rgbd, "--dataset", "nyud", "--root", str(root), "--no-progress"]
+    assert main([*evaluate, "--out", str(tmp_path), "--dataset-option", "colour=hha"]) == 1
+    assert "has no option 'colour'" in one_error_line(capsys.readouterr().err)
+
+    # ...scored on the colour images alone.
     assert main([*evaluate, "--split", "val", "--out", str(tmp_path)]) == 1
     assert "takes 4 input channels" in one_error_line(capsys.readouterr().err)
 
@@ -123,6 +124,7 @@ def test_siftflow_two_heads_train_eval_predict(
 
     checkpoint = str(run / "last.safetensors")
     evaluate = ["eval", "--model", checkpoint, "--dataset", "siftflow", "--root", str(root)]
+    evaluate.append("--no-progress")  # the bar would share stderr with the one error line
     assert main([*evaluate, "--split", "test", "--out", str(tmp_path / "eval"), *options]) == 0
     table = capsys.readouterr().out
     assert "[sem]" in table and "[geo]" in table and "horizontal" in table
