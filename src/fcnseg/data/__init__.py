@@ -7,7 +7,7 @@ H x W, void 255.
 """
 
 from .ade20k import ADE20K_INFO, ADE20KDataset, ade20k_score, ade20k_score_text
-from .build import build_dataset, list_datasets
+from .build import PATH_OPTIONS, build_dataset, list_datasets
 from .camvid import CAMVID_INFO, CamVidDataset
 from .cityscapes import (
     CITYSCAPES_INFO,
@@ -37,6 +37,7 @@ __all__ = [
     "cityscapes_label_ids",
     "cityscapes_train_ids",
     "CAMVID_INFO",
+    "PATH_OPTIONS",
     "SBD_INFO",
     "SIFTFLOW_GEOMETRIC_INFO",
     "SIFTFLOW_INFO",

@@ -36,6 +36,10 @@ _DATASETS: dict[str, Callable[..., SegmentationDataset]] = {
 }
 
 
+# Reader options whose values are files or folders (made absolute when a run is saved).
+PATH_OPTIONS = ("palette", "voc_dir", "exclude")
+
+
 def list_datasets() -> list[str]:
     """Names accepted by `build_dataset`, sorted."""
     return sorted(_DATASETS)

@@ -43,7 +43,8 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
 def class_weights_for(
     config: TrainConfig, dataset: Dataset, info: DatasetInfo
 ) -> torch.Tensor | None:
-    """The loss's class weights: as given, by median frequency over ``dataset``, or None.
+    """The loss's class weights: as given, by median frequency over ``dataset`` (raised to
+    ``config.median_frequency_power``), or None.
 
     They weigh the first head's classes (``info``'s): with K x H x W labels (SIFT Flow's
     semantic and geometric), the frequencies are counted on the first label channel.
@@ -56,7 +57,12 @@ def class_weights_for(
     if not config.median_frequency:
         return None
     labels = (_first_task(dataset[i][1]) for i in range(len(dataset)))  # type: ignore[arg-type]
-    return median_frequency_weights(class_frequencies(labels, info.num_classes, info.ignore_index))
+    weights = median_frequency_weights(
+        class_frequencies(labels, info.num_classes, info.ignore_index)
+    )
+    if config.median_frequency_power != 1:
+        weights = weights.pow(config.median_frequency_power)  # 0.5 is computed as sqrt
+    return weights
 
 
 def _first_task(label: torch.Tensor) -> torch.Tensor:

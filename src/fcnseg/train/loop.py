@@ -13,7 +13,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from fcnseg.runtime import amp_dtype as resolve_amp_dtype
 from fcnseg.runtime import autocast
 from fcnseg.train import distributed
 from fcnseg.train.batches import derive_seed, training_loader
+from fcnseg.train.budget import check_sizes
 from fcnseg.train.checkpoint import (
     CheckpointFiles,
     TrainState,
@@ -44,7 +45,16 @@ from fcnseg.train.data import build_datasets, check_data, class_weights_for
 from fcnseg.train.log import RunLog
 from fcnseg.train.loss import loss_sampling_mask, pixel_loss
 from fcnseg.train.optim import build_optimizer, learning_rate, set_learning_rate
-from fcnseg.train.recipes import TrainConfig, staged_configs
+from fcnseg.train.recipes import (
+    TrainConfig,
+    absolute_paths,
+    check_start,
+    staged_configs,
+    trajectory_changes,
+)
+
+# A stop condition: called after every step with the steps done; True stops the run there.
+StopCondition = Callable[[int], bool]
 
 
 class DivergedError(FcnsegError):
@@ -53,11 +63,24 @@ class DivergedError(FcnsegError):
 
 @dataclass
 class FitResult:
-    """What :func:`fit` leaves: the trained net, its last evaluation, the steps done."""
+    """What :func:`fit` leaves: the trained net, its last evaluation, the steps done, and
+    whether a stop condition ended the run before ``max_iter``."""
 
     model: FCN
     metrics: dict[str, Any] | None
     iteration: int
+    stopped: bool = False
+
+
+def time_budget(seconds: float) -> StopCondition:
+    """A stop condition for :func:`fit`: true once ``seconds`` have passed since it was made
+    (wall clock), so that one budget can span several runs (the stages of a staged run)."""
+    deadline = time.monotonic() + seconds
+
+    def out_of_time(iteration: int) -> bool:
+        return time.monotonic() >= deadline
+
+    return out_of_time
 
 
 @dataclass(frozen=True)
@@ -151,11 +174,15 @@ def train_steps(
     num_steps: int,
     log: RunLog,
     interrupt: Interrupt,
+    stop: StopCondition | None = None,
 ) -> bool:
     """Trains ``num_steps`` steps (the reference's ``solver.step(n)``).
 
+    ``stop`` is asked after every step (with the steps done); under DDP the processes stop
+    together when any of them says so.
+
     Returns:
-        False if a Ctrl-C stopped it early (after a whole step), True otherwise.
+        False if a Ctrl-C or ``stop`` ended it early (after a whole step), True otherwise.
     """
     images_per_step = config.batch_size * config.accumulation * context.world_size
     for _ in range(num_steps):
@@ -166,16 +193,25 @@ def train_steps(
         set_learning_rate(optimizer, lr)
         step_passes = [next(passes) for _ in range(config.accumulation)]
         try:
-            loss, stop = train_step(
+            loss, interrupted = train_step(
                 net, optimizer, scaler, step_passes, settings, context, interrupt
             )
         except DivergedError as error:
             raise DivergedError(f"{error} at iteration {state.iteration + 1}") from None
         state.iteration += 1
         log.step(state.iteration, loss, lr, images_per_step / (time.perf_counter() - start))
-        if stop:
+        if interrupted or _stop_requested(stop, state.iteration, context):
             return False
     return True
+
+
+def _stop_requested(
+    stop: StopCondition | None, iteration: int, context: distributed.Context
+) -> bool:
+    if stop is None:
+        return False
+    wanted = torch.tensor([float(bool(stop(iteration)))], dtype=torch.float64)
+    return bool(distributed.all_reduce_sum(wanted, context)[0] > 0)
 
 
 class Interrupt:
@@ -212,6 +248,8 @@ def fit(
     train_set: Dataset | None = None,
     val_set: Dataset | None = None,
     progress: bool = True,
+    stop: StopCondition | None = None,
+    memory_budget: int | None = None,
 ) -> FitResult:
     """Trains a model as ``config`` says, evaluating and checkpointing into ``out_dir``.
 
@@ -219,23 +257,39 @@ def fit(
     saved as ``last``, and as ``best`` when its mean IU is the best so far. Under ``torchrun``
     each process trains on its share of each step (see :mod:`fcnseg.train.distributed`).
 
+    Before anything else is allocated, the run is checked: a recipe that fine-tunes
+    pretrained weights needs ``init`` (:func:`fcnseg.train.recipes.check_start`), a crop must
+    not exceed every training image, and a step must fit the memory budget
+    (:func:`fcnseg.train.budget.check_sizes`). The saved configuration holds absolute data
+    paths, so that the run resumes from any working directory.
+
     Args:
         config: the run.
         out_dir: the run folder: checkpoints, ``log.jsonl``, ``config.json``.
-        resume: continue the run saved as ``out_dir/last`` exactly where it stopped.
+        resume: continue the run saved as ``out_dir/last`` exactly where it stopped; only the
+            fields of :data:`fcnseg.train.recipes.RESUMABLE` (data folders, ``max_iter``,
+            ``eval_every``, ``workers``, ``device``) may differ from the saved run's.
         train_set: the training images; by default ``config.dataset``'s ``train_split``.
         val_set: the held-out images; by default ``config.dataset``'s ``val_split``.
         progress: show a progress bar.
+        stop: called after every step with the steps done; when it returns True the run is
+            scored and saved as at its end, and stops (``FitResult.stopped``); see
+            :func:`time_budget`.
+        memory_budget: bytes a training step may take; None for what the device has free.
 
     Returns:
         The model, the last evaluation's :func:`fcnseg.evaluate.metrics_record` (None
-        without a held-out set) and the steps done.
+        without a held-out set), the steps done and whether ``stop`` ended the run.
 
     Raises:
+        FcnsegError: a refused start, size or resumed configuration (one line).
         DivergedError: the loss became NaN or infinite (``last`` keeps the last good step).
         KeyboardInterrupt: after Ctrl-C, once ``last`` is saved.
     """
     out = Path(out_dir)
+    if not resume:
+        check_start(config)
+    config = absolute_paths(config)
     context = distributed.setup(config.device)
     if train_set is None:
         train_set, val_set = build_datasets(config)
@@ -248,6 +302,7 @@ def fit(
         check_data(model, train_set)
     except FcnsegError as error:
         raise FcnsegError(f"model '{config.model}', dataset '{config.dataset}': {error}") from None
+    check_sizes(model, train_set, config, context.device, memory_budget)
     # The run feeds the input convention of the weights it starts from (section 4.1: a
     # classifier's convention stays with its weights), else the dataset's own.
     convention = getattr(train_set, "convention", info.convention)
@@ -309,9 +364,10 @@ def fit(
         progress=progress,
     )
     record = None
+    stopped = False
     try:
         with stop_on_interrupt() as interrupt:
-            while state.iteration < config.max_iter:
+            while state.iteration < config.max_iter and not stopped:
                 steps = steps_to_evaluation(config, state.iteration)
                 finished = train_steps(
                     net,
@@ -325,11 +381,18 @@ def fit(
                     steps,
                     log,
                     interrupt,
+                    stop,
                 )
-                if not finished:
+                if not finished and interrupt.requested:
                     save_run(out / "last", model, optimizer, scaler, meta, state, None, context)
                     log.message(f"interrupted at iteration {state.iteration}; saved {out / 'last'}")
                     raise KeyboardInterrupt
+                if not finished:
+                    stopped = state.iteration < config.max_iter
+                    log.message(
+                        f"stopped at iteration {state.iteration} of {config.max_iter} by the "
+                        "stop condition; resume to go on"
+                    )
                 record = None
                 if val_set is not None:
                     record = evaluate_held_out(model, val_set, context)
@@ -344,7 +407,7 @@ def fit(
     finally:
         log.close()
         passes.close()  # stops the DataLoader's workers
-    return FitResult(model, record, state.iteration)
+    return FitResult(model, record, state.iteration, stopped)
 
 
 def initialize(model: FCN, spec: str) -> Any:
@@ -361,13 +424,12 @@ def initialize(model: FCN, spec: str) -> Any:
 
 def _check_resumed_config(path: Path, saved: ModelMeta, config: TrainConfig) -> None:
     previous = TrainConfig.from_dict(dict(saved.config or {}))
-    if dataclasses.replace(previous, max_iter=config.max_iter) != config:
-        changed = [
-            f.name
-            for f in dataclasses.fields(config)
-            if f.name != "max_iter" and getattr(previous, f.name) != getattr(config, f.name)
-        ]
-        raise FcnsegError(f"{path}: the run was configured differently ({changed})")
+    changed = trajectory_changes(previous, config)
+    if changed:
+        raise FcnsegError(
+            f"{path}: the run was configured differently ({changed}); a resumed run may "
+            "change only where its data is, max_iter, eval_every, workers and device"
+        )
 
 
 def steps_to_evaluation(config: TrainConfig, iteration: int) -> int:
@@ -455,18 +517,29 @@ def fit_staged(
     train_set: Dataset | None = None,
     val_set: Dataset | None = None,
     progress: bool = True,
+    stop: StopCondition | None = None,
+    memory_budget: int | None = None,
 ) -> FitResult | None:
     """FCN-32s, then FCN-16s from it, then FCN-8s from that (section 4.2), in one call.
 
-    Stage ``i`` trains in ``out_dir/stage{i}-{model}`` and starts from the previous stage's
-    ``best`` checkpoint (its ``last`` without a held-out set) through
-    :func:`fcnseg.models.init_from_coarser`. With ``resume``, finished stages are skipped and
-    the unfinished one continues.
+    The stages are ``config.stages`` (each with its own fields, e.g. the ``camvid-scratch``
+    recipe's steps and rates), or else the sequence ending at ``config.model``
+    (:func:`fcnseg.train.recipes.staged_configs`). Stage ``i`` trains in
+    ``out_dir/stage{i}-{model}`` and starts from the previous stage's ``best`` checkpoint (its
+    ``last`` without a held-out set) through :func:`fcnseg.models.init_from_coarser`. With
+    ``resume``, finished stages are skipped and the unfinished one continues. ``stop`` (see
+    :func:`fit`) is asked throughout; when it stops a stage, the later stages are not started
+    (resuming goes on from there).
 
     Returns:
-        The last stage's result (None if every stage had already finished).
+        The result of the last stage trained (None if every stage had already finished).
+
+    Raises:
+        FcnsegError: as :func:`fit`.
     """
-    out = Path(out_dir)
+    if not resume:
+        check_start(config)
+    out = Path(out_dir).absolute()
     result = None
     previous: Path | None = None
     for number, stage in enumerate(staged_configs(config), start=1):
@@ -487,6 +560,10 @@ def fit_staged(
             train_set=train_set,
             val_set=val_set,
             progress=progress,
+            stop=stop,
+            memory_budget=memory_budget,
         )
         previous = folder
+        if result.stopped:
+            break
     return result

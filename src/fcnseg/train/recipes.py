@@ -16,16 +16,27 @@ configuration is saved whole with every checkpoint, beside the git hash of the c
   fc6/fc7, the lean geometry, Adam at 1e-3 with the ``poly`` policy, the loss averaged over
   pixels, batches of 8 mirrored images. Batch norm and Adam are what make a from-scratch net
   train in minutes; the 1/8 width is what fits a CPU.
+* ``camvid-scratch``: the shipped ``camvid-fcn8s`` (docs/camvid.md): ``scratch`` staged
+  FCN-32s -> FCN-16s -> FCN-8s on CamVid, random 320x320 crops in batches of 4, the square
+  root of median frequency balancing, 3200 / 1234 / 2338 steps at Adam rates 2e-3 / 1e-3 /
+  1e-3, each stage scored on ``val`` at its end and the next started from it.
+
+``heavy``, ``atonce`` and ``staged`` fine-tune pretrained weights (``init``); started from
+random weights they cannot learn, and :func:`check_start` refuses them unless
+``allow_random_init`` is set.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from fcnseg.data import PATH_OPTIONS, SYNTHETIC
 from fcnseg.errors import FcnsegError
 from fcnseg.models import MODELS
 from fcnseg.models.fcn import GEOMETRIES
@@ -67,6 +78,8 @@ class TrainConfig:
         loss_normalize: ``"sum"`` over pixels (the reference) or ``"mean"`` over them.
         class_weights: one loss weight per class, or None for none.
         median_frequency: weigh classes by median frequency balancing over the training set.
+        median_frequency_power: raise the median frequency weights to this power (0.5: their
+            square root, a milder push towards the rare classes, as the shipped CamVid model).
         loss_sampling: probability ``p`` of keeping each final-layer cell's loss (section
             3.4); below 1 the images per step grow by ``1/p`` (more accumulated passes).
         mirror: random left-right mirroring (section 4.3).
@@ -84,6 +97,11 @@ class TrainConfig:
         dataset_options: keyword options of the dataset's reader, given to
             ``fcnseg.data.build_dataset`` for the training and held-out splits (NYUDv2
             ``modality``, SIFT Flow ``task``); JSON values, so no ``transform``.
+        stages: the stages of a staged run (section 4.2), coarse to fine, each a dict of the
+            fields it sets (``model``, and e.g. ``lr`` and ``max_iter``); empty for a run of
+            one net. :func:`fcnseg.train.fit_staged` trains them in turn.
+        allow_random_init: run a recipe that fine-tunes pretrained weights (``heavy``,
+            ``atonce``, ``staged``) from random weights anyway (see :func:`check_start`).
     """
 
     model: str = "fcn8s-vgg16"
@@ -109,6 +127,7 @@ class TrainConfig:
     loss_normalize: str = "sum"
     class_weights: list[float] | None = None
     median_frequency: bool = False
+    median_frequency_power: float = 1.0
     loss_sampling: float = 1.0
     mirror: bool = False
     jitter: int = 0
@@ -121,6 +140,8 @@ class TrainConfig:
     workers: int = 0
     device: str = "auto"
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    allow_random_init: bool = False
 
     def __post_init__(self) -> None:
         _choice("model", self.model, list(MODELS))
@@ -158,6 +179,19 @@ class TrainConfig:
             )
         if self.crop is not None and self.crop < 1:
             raise FcnsegError(f"crop must be a positive size, got {self.crop}")
+        if self.median_frequency_power <= 0:
+            raise FcnsegError(
+                f"median_frequency_power must be positive, got {self.median_frequency_power}"
+            )
+        self.stages = [dict(stage) for stage in self.stages]
+        known = {f.name for f in dataclasses.fields(self)} - {"stages"}
+        for number, stage in enumerate(self.stages, start=1):
+            unknown = sorted(set(stage) - known)
+            if unknown or "model" not in stage:
+                raise FcnsegError(
+                    f"stage {number}: expected a model and TrainConfig fields, got {stage}"
+                )
+            _choice(f"stage {number} model", stage["model"], list(MODELS))
 
     @property
     def accumulation(self) -> int:
@@ -192,6 +226,14 @@ def _choice(name: str, value: object, choices: Any) -> None:
 # by the number of skips the net fuses.
 HEAVY_LR = {0: 1e-10, 1: 1e-12, 2: 1e-14}
 
+# The shipped ``camvid-fcn8s`` (docs/camvid.md): per stage, the net, Adam's base rate and the
+# steps of batches of 4 that the shipped run trained.
+CAMVID_STAGES = (
+    ("fcn32s-vgg16", 2e-3, 3200),
+    ("fcn16s-vgg16", 1e-3, 1234),
+    ("fcn8s-vgg16", 1e-3, 2338),
+)
+
 
 def _heavy(model: str) -> dict[str, Any]:
     return dict(
@@ -214,6 +256,13 @@ def _atonce(model: str) -> dict[str, Any]:
     return {**_heavy("fcn8s-atonce-vgg16"), "lr": 1e-10, "max_iter": 300_000}
 
 
+def _staged(model: str) -> dict[str, Any]:
+    stages = [
+        {"model": stage, "lr": HEAVY_LR[len(MODELS[stage].skips)]} for stage in staged_models(model)
+    ]
+    return {**_heavy(model), "stages": stages}
+
+
 def _scratch(model: str) -> dict[str, Any]:
     return dict(
         model=model,
@@ -233,11 +282,86 @@ def _scratch(model: str) -> dict[str, Any]:
     )
 
 
-RECIPES: dict[str, Callable[[str], dict[str, Any]]] = {
-    "heavy": _heavy,
-    "atonce": _atonce,
-    "staged": _heavy,
-    "scratch": _scratch,
+def _camvid_scratch(model: str) -> dict[str, Any]:
+    models = staged_models(model)
+    if models[0] != CAMVID_STAGES[0][0]:
+        raise FcnsegError(f"recipe 'camvid-scratch' trains the VGG16 FCNs, not '{model}'")
+    stages = [
+        {"model": name, "lr": lr, "max_iter": steps}
+        for name, lr, steps in CAMVID_STAGES[: len(models)]
+    ]
+    return {
+        **_scratch(model),
+        "dataset": "camvid",
+        "val_split": "val",
+        "batch_size": 4,
+        "crop": 320,
+        "median_frequency": True,
+        "median_frequency_power": 0.5,
+        # scored once, at the end of each stage: the next stage starts from ``best``, which is
+        # then the stage's last step, as in the shipped run
+        "eval_every": 0,
+        "lr": stages[-1]["lr"],
+        "max_iter": stages[-1]["max_iter"],
+        "stages": stages,
+    }
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named starting configuration.
+
+    Attributes:
+        name: what ``--recipe`` takes.
+        summary: one line on what it is for.
+        settings: the TrainConfig fields it sets, for a model name.
+        pretrained: its learning rate and schedule assume pretrained weights (``init``): from
+            random weights it cannot learn, and :func:`check_start` refuses it.
+    """
+
+    name: str
+    summary: str
+    settings: Callable[[str], dict[str, Any]]
+    pretrained: bool
+
+
+RECIPES: dict[str, Recipe] = {
+    recipe.name: recipe
+    for recipe in (
+        Recipe(
+            "heavy",
+            "the paper's: fine-tunes pretrained weights (--init), SGD, batch 1, summed loss, "
+            "lr 1e-10/1e-12/1e-14 for FCN-32s/16s/8s",
+            _heavy,
+            pretrained=True,
+        ),
+        Recipe(
+            "atonce",
+            "the at-once FCN-8s, heavy at 1e-10 for 300k steps; needs --init",
+            _atonce,
+            pretrained=True,
+        ),
+        Recipe(
+            "staged",
+            "heavy three times, FCN-32s -> 16s -> 8s, each from the one before; needs --init",
+            _staged,
+            pretrained=True,
+        ),
+        Recipe(
+            "scratch",
+            "from random weights on a CPU: a batch-normalised VGG16 at 1/8 width, Adam 1e-3, "
+            "poly, batches of 8",
+            _scratch,
+            pretrained=False,
+        ),
+        Recipe(
+            "camvid-scratch",
+            "the shipped camvid-fcn8s: scratch staged FCN-32s -> 16s -> 8s on CamVid, "
+            "3200/1234/2338 steps of 4 crops of 320, lr 2e-3/1e-3/1e-3",
+            _camvid_scratch,
+            pretrained=False,
+        ),
+    )
 }
 
 
@@ -246,22 +370,180 @@ def list_recipes() -> list[str]:
     return list(RECIPES)
 
 
-def recipe(name: str, model: str = "fcn8s-vgg16", **overrides: Any) -> TrainConfig:
-    """The named recipe's configuration for ``model``, with single fields overridden.
+def recipe_settings(name: str, model: str = "fcn8s-vgg16") -> dict[str, Any]:
+    """The fields the named recipe sets for ``model`` (``recipe`` included), as a dict.
 
-    Args:
-        name: one of :func:`list_recipes`.
-        model: the net to train (``atonce`` always trains ``fcn8s-atonce-vgg16``).
-        **overrides: TrainConfig fields to set.
+    Raises:
+        FcnsegError: unknown recipe or model, or a staged recipe for a model without stages.
     """
     if name not in RECIPES:
         raise FcnsegError(f"unknown recipe '{name}'; known recipes: {', '.join(RECIPES)}")
     if model not in MODELS:
         raise FcnsegError(f"unknown model '{model}'; known models: {', '.join(MODELS)}")
+    return {**RECIPES[name].settings(model), "recipe": name}
+
+
+def recipe(name: str, model: str = "fcn8s-vgg16", **overrides: Any) -> TrainConfig:
+    """The named recipe's configuration for ``model``, with single fields overridden.
+
+    A field given in ``overrides`` also replaces the per-stage values of a staged recipe
+    (``lr=1e-3`` trains every stage at 1e-3).
+
+    Args:
+        name: one of :func:`list_recipes`.
+        model: the net to train (``atonce`` always trains ``fcn8s-atonce-vgg16``; a staged
+            recipe trains the stages that end at it).
+        **overrides: TrainConfig fields to set.
+
+    Raises:
+        FcnsegError: unknown recipe, model or field, or a value a field does not take.
+    """
+    settings = recipe_settings(name, model)
     unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
         raise FcnsegError(f"recipe '{name}': unknown settings {unknown}")
-    return TrainConfig(**{**RECIPES[name](model), "recipe": name, **overrides})
+    if "stages" not in overrides and settings.get("stages"):
+        settings["stages"] = [
+            {key: value for key, value in stage.items() if key == "model" or key not in overrides}
+            for stage in settings["stages"]
+        ]
+    return TrainConfig(**{**settings, **overrides})
+
+
+# Where a value of a configuration came from, as :func:`config_sources` names it.
+FROM_FLAG = "flag"
+FROM_DEFAULT = "default"
+
+
+def config_sources(name: str, model: str, given: Iterable[str]) -> dict[str, str]:
+    """Where each field of ``recipe(name, model, **overrides)`` comes from.
+
+    Args:
+        name: the recipe.
+        model: the model it was built for.
+        given: the fields the caller set (the overrides, and ``model`` if the user chose it).
+
+    Returns:
+        Field name to ``"flag"`` (set by the caller), ``"recipe NAME"`` (set by the recipe)
+        or ``"default"`` (TrainConfig's default), for every field.
+    """
+    given = set(given)
+    settings = recipe_settings(name, model)
+    return {
+        f.name: FROM_FLAG
+        if f.name in given
+        else f"recipe {name}"
+        if f.name in settings
+        else FROM_DEFAULT
+        for f in dataclasses.fields(TrainConfig)
+    }
+
+
+def describe_config(config: TrainConfig, sources: Mapping[str, str] | None = None) -> str:
+    """Every field of ``config``, one per line, with where its value came from.
+
+    Args:
+        config: the configuration.
+        sources: field name to its source (:func:`config_sources`); none shown when None.
+    """
+    sources = sources or {}
+    per_stage = set.intersection(*(set(stage) for stage in config.stages)) if config.stages else ()
+    rows = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name == "stages":
+            for number, stage in enumerate(value, start=1):
+                settings = " ".join(f"{key} {_value_text(v)}" for key, v in stage.items())
+                rows.append(("stages" if number == 1 else "", f"{number}. {settings}", ""))
+            if value:
+                rows[-len(value)] = (*rows[-len(value)][:2], sources.get(f.name, ""))
+                continue
+            text = "none (one net)"
+        else:
+            text = _value_text(value)
+            if f.name in per_stage and f.name != "model":
+                text += " (last stage; see stages)"
+        rows.append((f.name, text, sources.get(f.name, "")))
+    width = max(len(name) for name, _, _ in rows)
+    value_width = min(40, max(len(text) for _, text, _ in rows))
+    return "\n".join(
+        f"  {name:<{width}}  {text:<{value_width}}  {source}".rstrip()
+        for name, text, source in rows
+    )
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(", ", ": "), default=str)
+    return str(value)
+
+
+def check_start(config: TrainConfig) -> None:
+    """Refuses to start a recipe that fine-tunes pretrained weights from random ones.
+
+    The ``heavy`` family's rates (1e-10 to 1e-14 on a summed loss) move pretrained weights
+    gently; from random weights nothing moves, and the run would end where it began.
+
+    Raises:
+        FcnsegError: ``config.recipe`` is a pretrained recipe, ``init`` is None and
+            ``allow_random_init`` is not set; one line saying what to do.
+    """
+    known = RECIPES.get(config.recipe)
+    if known is None or not known.pretrained or config.init or config.allow_random_init:
+        return
+    raise FcnsegError(
+        f"recipe '{config.recipe}' fine-tunes pretrained weights (its learning rate "
+        f"{config.lr:g} assumes them) but no init weights were given, and from random weights "
+        "it cannot learn: give --init WEIGHTS, use --recipe scratch, or --allow-random-init"
+    )
+
+
+# Fields a resumed run may change: where the data is, how long the run goes on, how often it
+# is scored, where it runs; none of them changes a step. (``init`` and ``allow_random_init``
+# only matter at the start: a resumed run starts from its checkpoint.)
+RESUMABLE = ("root", "val_root", "max_iter", "eval_every", "workers", "device")
+_START_ONLY = ("init", "allow_random_init")
+
+
+def trajectory_changes(saved: TrainConfig, config: TrainConfig) -> list[str]:
+    """The fields in which ``config`` differs from the ``saved`` run's, other than those a
+    resumed run may change (:data:`RESUMABLE`, and dataset options that name files:
+    :data:`fcnseg.data.PATH_OPTIONS`); sorted."""
+    changed = []
+    for f in dataclasses.fields(config):
+        if f.name in RESUMABLE or f.name in _START_ONLY:
+            continue
+        before, after = getattr(saved, f.name), getattr(config, f.name)
+        if f.name == "dataset_options":
+            before, after = _without_paths(before), _without_paths(after)
+        if before != after:
+            changed.append(f.name)
+    return sorted(changed)
+
+
+def _without_paths(options: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in options.items() if key not in PATH_OPTIONS}
+
+
+def absolute_paths(config: TrainConfig) -> TrainConfig:
+    """``config`` with its data folders, path-valued dataset options and an ``init`` that
+    names a file made absolute (against the working directory), so that the run can be
+    resumed or scored from anywhere."""
+    changes: dict[str, Any] = {}
+    if config.dataset != SYNTHETIC:
+        changes["root"] = os.path.abspath(config.root)
+    if config.val_root is not None:
+        changes["val_root"] = os.path.abspath(config.val_root)
+    options = {
+        key: os.path.abspath(value) if key in PATH_OPTIONS and isinstance(value, str) else value
+        for key, value in config.dataset_options.items()
+    }
+    changes["dataset_options"] = options
+    if config.init and (Path(config.init).exists() or Path(config.init + ".safetensors").is_file()):
+        changes["init"] = os.path.abspath(config.init)
+    return dataclasses.replace(config, **changes)
 
 
 def staged_models(model: str) -> list[str]:
@@ -277,12 +559,18 @@ def staged_models(model: str) -> list[str]:
 def staged_configs(config: TrainConfig) -> list[TrainConfig]:
     """One configuration per stage of the staged run ending at ``config.model``.
 
-    Each stage is ``config`` with its own model and, for the heavy recipe, its own learning
-    rate (1e-10, 1e-12, 1e-14); stages after the first start from the one before, which the
-    training loop fills into ``init``.
+    Each stage is ``config`` with its stage's fields (``config.stages``); without stages, the
+    sequence :func:`staged_models` gives, at the heavy recipe's rate of each net (1e-10,
+    1e-12, 1e-14) for the heavy recipes and at ``config.lr`` otherwise. Stages after the
+    first start from the one before, which :func:`fcnseg.train.fit_staged` fills into
+    ``init``.
     """
-    configs = []
-    for model in staged_models(config.model):
-        lr = HEAVY_LR[len(MODELS[model].skips)] if config.recipe in ("heavy", "staged") else None
-        configs.append(dataclasses.replace(config, model=model, lr=lr or config.lr))
-    return configs
+    stages = config.stages
+    if not stages:
+        stages = [
+            {"model": model, "lr": HEAVY_LR[len(MODELS[model].skips)]}
+            if config.recipe in ("heavy", "staged")
+            else {"model": model}
+            for model in staged_models(config.model)
+        ]
+    return [dataclasses.replace(config, stages=[], **stage) for stage in stages]
