@@ -60,7 +60,19 @@ def test_recipe_values_reach_the_config(tmp_path: Path) -> None:
     parser = build_parser()
     heavy = config_from_args(
         parser.parse_args(
-            ["train", "--dataset", "voc", "--root", ".", "--out", "x", "--model", "fcn16s-vgg16"]
+            [
+                "train",
+                "--dataset",
+                "voc",
+                "--root",
+                ".",
+                "--out",
+                "x",
+                "--model",
+                "fcn16s-vgg16",
+                "--recipe",
+                "heavy",
+            ]
         )
     )
     assert (heavy.lr, heavy.momentum, heavy.batch_size, heavy.loss_normalize) == (

@@ -1,5 +1,10 @@
 """``fcnseg train``: a recipe, a model, a dataset and a run folder; flags override the recipe.
 
+Without ``--recipe`` the command picks one that can learn from what it is given: ``heavy``
+(the paper's, fine-tuning) when ``--init`` gives starting weights, else ``scratch`` (from
+random weights), and says so in one line. Every run, new or resumed, starts by printing its
+whole configuration, each value with where it came from.
+
 Under ``torchrun --nproc-per-node N -m fcnseg.cli train ...`` every process runs this command
 and trains its share of each step (``fcnseg.train.distributed``).
 """
@@ -7,127 +12,321 @@ and trains its share of each step (``fcnseg.train.distributed``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
-from fcnseg.data import SYNTHETIC, list_datasets
+from fcnseg.data import PATH_OPTIONS, SYNTHETIC, list_datasets
 from fcnseg.errors import FcnsegError
 from fcnseg.models import list_models
 from fcnseg.runtime import AMP_MODES, DEVICES
-from fcnseg.train import TrainConfig, distributed, fit, fit_staged, list_recipes, recipe
-
-# flags that set the TrainConfig field of the same name
-_FIELDS = (
-    "geometry",
-    "init",
-    "root",
-    "train_split",
-    "val_split",
-    "val_dataset",
-    "val_root",
-    "optimizer",
-    "lr",
-    "lr_policy",
-    "momentum",
-    "weight_decay",
-    "batch_size",
-    "iter_size",
-    "max_iter",
-    "loss_normalize",
-    "loss_sampling",
-    "mirror",
-    "jitter",
-    "scale",
-    "crop",
-    "eval_every",
-    "amp",
-    "compile",
-    "seed",
-    "workers",
-    "device",
+from fcnseg.train import TrainConfig, distributed, fit, fit_staged, list_recipes
+from fcnseg.train.budget import GIB
+from fcnseg.train.loop import time_budget
+from fcnseg.train.recipes import (
+    FROM_FLAG,
+    RECIPES,
+    RESUMABLE,
+    absolute_paths,
+    config_sources,
+    describe_config,
+    recipe,
+    recipe_settings,
 )
+
+DEFAULT_MODEL = "fcn8s-vgg16"
+FROM_SAVED = "saved run"
+
+# flags that set the TrainConfig field of the same name, with what they mean
+_FIELDS = {
+    "geometry": "caffe: the published nets to the pixel; lean: no 100-pixel padding",
+    "init": "starting weights: a checkpoint, a shipped model's name or a converted file",
+    "root": "the dataset's folder",
+    "train_split": "the split trained on",
+    "val_split": "the held-out split scored at each evaluation",
+    "val_dataset": "the held-out split's dataset, if not --dataset",
+    "val_root": "its folder, if not --root",
+    "optimizer": "sgd (with momentum, the paper) or adam",
+    "lr": "base learning rate; biases get twice it",
+    "lr_policy": "fixed (the paper) or poly (decays to 0 at --max-iter)",
+    "momentum": "SGD's momentum, or Adam's first beta",
+    "weight_decay": "L2 decay of the weights (not of biases)",
+    "batch_size": "images per forward pass (padded to the largest)",
+    "iter_size": "forward passes accumulated per step",
+    "max_iter": "optimiser steps of the run (extends a resumed run)",
+    "loss_normalize": "the loss summed (the reference) or averaged over pixels",
+    "loss_sampling": "keep each final-layer cell's loss with probability P (section 3.4)",
+    "mirror": "random left-right mirroring",
+    "jitter": "random translation of up to this many pixels",
+    "scale": "random rescaling by a factor in [MIN, MAX]",
+    "crop": "random square crops of this side",
+    "eval_every": "score the held-out split and save every this many steps (0: at the end)",
+    "amp": "autocast: none, bf16 or fp16 (CUDA)",
+    "compile": "run the model through torch.compile",
+    "seed": "every random draw of the run follows from it",
+    "workers": "DataLoader worker processes",
+    "device": "auto (CUDA when available), cpu or cuda",
+}
+_BACKBONE = {
+    "width": "VGG16 channel multiplier",
+    "fc_width": "fc6/fc7 channels (4096 in VGG16)",
+    "batch_norm": "batch norm after every convolution",
+}
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Adds ``fcnseg train`` to the dispatcher."""
+    summaries = "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values())
     parser = subparsers.add_parser(
         "train",
         help="train an FCN",
-        description="Train an FCN by a named recipe (heavy, atonce, staged, scratch); flags "
-        "override single settings. --resume continues the run in --out exactly.",
+        description="Train an FCN by a named recipe; flags override single settings, and "
+        "the whole configuration is printed, each value with its source (recipe, flag, "
+        "default), before the run starts. Without --recipe: heavy if --init gives starting "
+        "weights, else scratch. --resume continues the run in --out exactly; it takes "
+        "--root, --val-root, --max-iter, --eval-every, --workers, --device, path-valued "
+        "--dataset-option and the budgets, and refuses flags that would change its steps. "
+        f"Recipes: {summaries}.",
     )
     parser.add_argument("--out", required=True, help="run folder: checkpoints, log.jsonl")
-    parser.add_argument("--model", default="fcn8s-vgg16", choices=list_models())
-    parser.add_argument("--dataset", choices=list_datasets())
-    parser.add_argument("--root", help="the dataset's folder")
-    add_dataset_option(parser)
-    parser.add_argument("--recipe", default="heavy", choices=list_recipes())
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument("--geometry", choices=("caffe", "lean"))
-    parser.add_argument("--width", type=float, help="VGG16 channel multiplier (from scratch)")
-    parser.add_argument("--fc-width", type=int, help="fc6/fc7 channels (4096 in VGG16)")
-    parser.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--init", help="starting weights: checkpoint, shipped name, converted")
-    parser.add_argument("--train-split")
-    parser.add_argument("--val-split")
-    parser.add_argument("--val-dataset", help="held-out dataset, if not --dataset")
-    parser.add_argument("--val-root", help="its folder, if not --root")
-    parser.add_argument("--no-val", action="store_true", help="train without evaluating")
-    parser.add_argument("--optimizer", choices=("sgd", "adam"))
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--lr-policy", choices=("fixed", "poly"))
-    parser.add_argument("--momentum", type=float)
-    parser.add_argument("--weight-decay", type=float)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--iter-size", type=int, help="passes accumulated per step")
-    parser.add_argument("--max-iter", type=int, help="steps (may extend a resumed run)")
-    parser.add_argument("--loss-normalize", choices=("sum", "mean"))
     parser.add_argument(
-        "--class-weights", help="'median' (median frequency balancing) or W1,W2,... per class"
+        "--model",
+        choices=list_models(),
+        metavar="MODEL",
+        help=f"the net (default {DEFAULT_MODEL}; one of {', '.join(list_models())})",
     )
-    parser.add_argument("--loss-sampling", type=float, metavar="P", help="keep cells with P")
-    parser.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--jitter", type=int, metavar="PIXELS")
-    parser.add_argument("--scale", type=float, nargs=2, metavar=("MIN", "MAX"))
-    parser.add_argument("--crop", type=int, metavar="SIZE")
-    parser.add_argument("--eval-every", type=int, metavar="STEPS")
-    parser.add_argument("--amp", choices=AMP_MODES)
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--workers", type=int)
-    parser.add_argument("--device", choices=DEVICES)
+    parser.add_argument(
+        "--dataset",
+        choices=list_datasets(),
+        help="the dataset (required, but for the camvid-scratch recipe: camvid)",
+    )
+    add_dataset_option(parser)
+    parser.add_argument(
+        "--recipe",
+        choices=list_recipes(),
+        help="the starting configuration (default: heavy with --init, scratch without)",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
+        "--allow-random-init",
+        action="store_true",
+        help="run a recipe that fine-tunes pretrained weights (heavy, atonce, staged) from "
+        "random weights anyway (refused by default: it cannot learn)",
+    )
+    for field in _FIELDS:
+        _add_field(parser, field)
+    for option, meaning in _BACKBONE.items():
+        flag = "--" + option.replace("_", "-")
+        default = f" (default: {_recipe_defaults('backbone', option)})"
+        if option == "batch_norm":
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=meaning + default
+            )
+        else:
+            kind = int if option == "fc_width" else float
+            parser.add_argument(flag, type=kind, help=meaning + default)
+    parser.add_argument(
+        "--no-val", action="store_true", help="train without a held-out split (default: scored)"
+    )
+    parser.add_argument(
+        "--class-weights",
+        metavar="median|sqrt-median|W1,W2,...",
+        help="loss weight per class: median frequency balancing, its square root, or one "
+        f"number per class (default: {_class_weight_defaults()})",
+    )
+    parser.add_argument(
+        "--memory-budget",
+        type=float,
+        metavar="GIB",
+        help="GiB a training step may take; a larger batch is refused before it starts "
+        "(default: the device's free memory)",
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MINUTES",
+        help="stop after this many minutes, scored and saved; --resume goes on (default: none)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The run's configuration: the recipe, then every flag given."""
+_CHOICES = {
+    "geometry": ("caffe", "lean"),
+    "optimizer": ("sgd", "adam"),
+    "lr_policy": ("fixed", "poly"),
+    "loss_normalize": ("sum", "mean"),
+    "amp": AMP_MODES,
+    "device": DEVICES,
+}
+_FLOATS = ("lr", "momentum", "weight_decay", "loss_sampling")
+_INTS = ("batch_size", "iter_size", "max_iter", "jitter", "crop", "eval_every", "seed", "workers")
+_METAVARS = {"loss_sampling": "P", "jitter": "PIXELS", "crop": "SIZE", "eval_every": "STEPS"}
+
+
+# What a field's default is, where no recipe sets it and its value says less.
+_DEFAULT_TEXT = {
+    "init": "none, random weights",
+    "root": "none; required but for --dataset synthetic",
+    "val_dataset": "--dataset",
+    "val_root": "--root",
+}
+# VGG16's own backbone options, where a recipe leaves them.
+_BACKBONE_DEFAULTS = {"width": 1.0, "fc_width": 4096, "batch_norm": False}
+
+
+def _add_field(parser: argparse.ArgumentParser, field: str) -> None:
+    flag = "--" + field.replace("_", "-")
+    default = _DEFAULT_TEXT.get(field) or _recipe_defaults(field)
+    meaning = f"{_FIELDS[field]} (default: {default})"
+    if field in ("mirror", "compile"):
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=meaning)
+    elif field == "scale":
+        parser.add_argument(flag, type=float, nargs=2, metavar=("MIN", "MAX"), help=meaning)
+    elif field in _CHOICES:
+        parser.add_argument(flag, choices=_CHOICES[field], help=meaning)
+    else:
+        kind = float if field in _FLOATS else int if field in _INTS else str
+        parser.add_argument(flag, type=kind, metavar=_METAVARS.get(field), help=meaning)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _recipe_value(name: str, field: str, key: str | None) -> str:
+    """The value a recipe gives a field (or a backbone option), as help text."""
+    defaults = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+    def value(settings: dict[str, Any]) -> Any:
+        if field in settings:
+            found = settings[field]
+        else:
+            default = defaults[field]
+            found = (
+                default.default_factory()  # type: ignore[misc]
+                if default.default_factory is not dataclasses.MISSING
+                else default.default
+            )
+        return found.get(key, _BACKBONE_DEFAULTS.get(key)) if key is not None else found
+
+    settings = recipe_settings(name, DEFAULT_MODEL)
+    stages = settings.get("stages") or []
+    if stages and key is None and all(field in stage for stage in stages):
+        return "/".join(_text(stage[field]) for stage in stages) + " by stage"
+    per_model = []
+    for model in ("fcn32s-vgg16", "fcn16s-vgg16", DEFAULT_MODEL):
+        try:
+            per_model.append(_text(value(recipe_settings(name, model))))
+        except FcnsegError:
+            return _text(value(settings))
+    if len(set(per_model)) > 1:
+        return "/".join(per_model) + " for FCN-32s/16s/8s"
+    return per_model[-1]
+
+
+def _recipe_defaults(field: str, key: str | None = None) -> str:
+    """``"X"`` when every recipe gives the same value, else ``"heavy, staged: X; scratch:
+    Y"``."""
+    by_value: dict[str, list[str]] = {}
+    for name in RECIPES:
+        by_value.setdefault(_recipe_value(name, field, key), []).append(name)
+    if len(by_value) == 1:
+        return next(iter(by_value))
+    return "; ".join(f"{', '.join(names)} {value}" for value, names in by_value.items())
+
+
+def _class_weight_defaults() -> str:
+    parts = []
+    for name in RECIPES:
+        settings = recipe_settings(name, DEFAULT_MODEL)
+        if settings.get("median_frequency"):
+            power = settings.get("median_frequency_power", 1.0)
+            parts.append(f"{name} {'sqrt-median' if power == 0.5 else 'median'}")
+    return "none" + (f"; {', '.join(parts)}" if parts else "")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields the flags set (``backbone``: only the options given)."""
     overrides: dict[str, Any] = {
         name: getattr(args, name) for name in _FIELDS if getattr(args, name) is not None
     }
+    if args.model is not None:
+        overrides["model"] = args.model
     if args.dataset is not None:
         overrides["dataset"] = args.dataset
     if args.dataset_option:
         overrides["dataset_options"] = dataset_options(args.dataset_option)
     if args.no_val:
         overrides["val_split"] = None
-    if args.class_weights == "median":
+    if args.allow_random_init:
+        overrides["allow_random_init"] = True
+    if args.class_weights in ("median", "sqrt-median"):
         overrides["median_frequency"] = True
+        overrides["median_frequency_power"] = 0.5 if args.class_weights == "sqrt-median" else 1.0
     elif args.class_weights is not None:
         try:
             overrides["class_weights"] = [float(w) for w in args.class_weights.split(",")]
         except ValueError:
             raise FcnsegError(
-                f"--class-weights {args.class_weights!r}: expected 'median' or numbers"
+                f"--class-weights {args.class_weights!r}: expected 'median', 'sqrt-median' or "
+                "numbers"
             ) from None
-    base = recipe(args.recipe, args.model)
-    backbone = dict(base.backbone)
-    for option in ("width", "fc_width", "batch_norm"):
-        if getattr(args, option) is not None:
-            backbone[option] = getattr(args, option)
-    return recipe(args.recipe, args.model, backbone=backbone, **overrides)
+    backbone = {
+        option: getattr(args, option) for option in _BACKBONE if getattr(args, option) is not None
+    }
+    if backbone:
+        overrides["backbone"] = backbone
+    return overrides
+
+
+def choose_recipe(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The recipe to run, and the line that says why when the user named none: ``heavy``
+    (fine-tuning) with ``--init``, ``scratch`` (random weights) without."""
+    if args.recipe is not None:
+        return args.recipe, None
+    if args.init:
+        return "heavy", (
+            "no --recipe: fine-tuning --init by the paper's 'heavy' recipe "
+            "(--recipe scratch trains from random weights instead)"
+        )
+    return "scratch", (
+        "no --recipe and no --init: training from random weights by the 'scratch' recipe "
+        "(heavy, atonce and staged fine-tune pretrained weights given with --init)"
+    )
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, str]]:
+    """A new run's configuration (the recipe, then every flag given) and the source of each
+    field: ``flag``, ``recipe NAME``, ``default``, or ``auto`` for a recipe chosen by
+    :func:`choose_recipe`."""
+    name, _ = choose_recipe(args)
+    overrides = _overrides(args)
+    model = overrides.pop("model", DEFAULT_MODEL)
+    if "backbone" in overrides:
+        overrides["backbone"] = {
+            **recipe_settings(name, model).get("backbone", {}),
+            **overrides["backbone"],
+        }
+    config = recipe(name, model, **overrides)
+    given = set(overrides) | ({"model"} if args.model is not None else set())
+    sources = config_sources(name, model, given)
+    sources["recipe"] = FROM_FLAG if args.recipe is not None else "auto (no --recipe)"
+    return config, sources
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The run's configuration: the recipe (see :func:`choose_recipe`), then every flag."""
+    return resolve_config(args)[0]
 
 
 def add_dataset_option(parser: argparse.ArgumentParser) -> None:
@@ -152,28 +351,100 @@ def dataset_options(pairs: list[str] | None) -> dict[str, Any]:
     return options
 
 
+def resumed_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, str]]:
+    """The saved run's configuration with the flags a resumed run takes applied (data
+    folders made absolute against the working directory), and the source of each field.
+
+    Raises:
+        FcnsegError: nothing to resume, a flag that would change the run's steps (naming it,
+            its value and the saved one), or a data folder that is not there.
+    """
+    out = Path(args.out)
+    config = _saved_config(out)
+    sources = {f.name: FROM_SAVED for f in dataclasses.fields(TrainConfig)}
+    overrides = _overrides(args)
+    if args.recipe is not None and args.recipe != config.recipe:
+        overrides["recipe"] = args.recipe
+    refused = []
+    changes: dict[str, Any] = {}
+    for field, value in overrides.items():
+        saved = getattr(config, field)
+        if field == "backbone":
+            value = {**saved, **value}
+        if field == "dataset_options":
+            value = {**saved, **value}
+            if {k: v for k, v in value.items() if k not in PATH_OPTIONS} != {
+                k: v for k, v in saved.items() if k not in PATH_OPTIONS
+            }:
+                refused.append(f"--dataset-option {value} (saved {saved})")
+                continue
+        elif value == saved or field == "allow_random_init":
+            continue
+        elif field not in RESUMABLE:
+            refused.append(f"{_flag(field, value)} {_text(value)} (saved {_text(saved)})")
+            continue
+        elif field == "max_iter" and any("max_iter" in stage for stage in config.stages):
+            refused.append(f"--max-iter {value} (a staged run's steps are per stage)")
+            continue
+        changes[field] = value
+        sources[field] = FROM_FLAG
+    if refused:
+        raise FcnsegError(
+            f"{out}: --resume continues the run as it was configured, and "
+            f"{'; '.join(refused)} would change its steps; start a new run in another --out"
+        )
+    config = absolute_paths(dataclasses.replace(config, **changes))
+    if config.dataset != SYNTHETIC and "root" not in changes and not Path(config.root).is_dir():
+        raise FcnsegError(
+            f"{config.root}: the run's data folder is not there (from {os.getcwd()}); give "
+            "--root where the data is now"
+        )
+    return config, sources
+
+
+def _flag(field: str, value: Any) -> str:
+    if field == "val_split" and value is None:
+        return "--no-val"
+    return {
+        "median_frequency": "--class-weights",
+        "median_frequency_power": "--class-weights",
+        "class_weights": "--class-weights",
+        "backbone": "--width/--fc-width/--batch-norm",
+    }.get(field, "--" + field.replace("_", "-"))
+
+
 def run(args: argparse.Namespace) -> int:
     """Trains, or resumes, the run in ``--out``."""
     out = Path(args.out)
     if args.resume:
-        config = _saved_config(out)
-        if args.max_iter is not None:
-            config.max_iter = args.max_iter
+        config, sources = resumed_config(args)
+        note = None
     else:
-        if args.dataset is None:
+        _, note = choose_recipe(args)
+        config, sources = resolve_config(args)
+        if args.dataset is None and "dataset" not in recipe_settings(config.recipe, config.model):
             raise FcnsegError("--dataset is required (or --resume a run)")
-        config = config_from_args(args)
-        if config.dataset != SYNTHETIC and config.root == ".":
+        if config.dataset != SYNTHETIC and args.root is None:
             raise FcnsegError(f"--root is required for dataset '{config.dataset}'")
+        config = absolute_paths(config)
     context = distributed.setup(config.device)
+    if context.is_main:
+        if note:
+            print(note)
+        action = "resuming" if args.resume else "training"
+        print(f"{action} {out} with (value, then where it came from):")
+        print(describe_config(config, sources), flush=True)
+    stop = time_budget(60 * args.time_budget) if args.time_budget is not None else None
+    budget = None if args.memory_budget is None else int(args.memory_budget * GIB)
+    options = {"resume": args.resume, "progress": not args.no_progress, "stop": stop}
     try:
-        if config.recipe == "staged":
+        if config.stages or config.recipe == "staged":
             if context.is_main:
                 out.mkdir(parents=True, exist_ok=True)
                 (out / "config.json").write_text(config.to_json() + "\n")
-            result = fit_staged(config, out, resume=args.resume, progress=not args.no_progress)
+            result = fit_staged(config, out, memory_budget=budget, **options)
         else:
-            result = fit(config, out, resume=args.resume, progress=not args.no_progress)
+            result = fit(config, out, memory_budget=budget, **options)
     finally:
         distributed.teardown(context)
     if context.is_main and result is not None and result.metrics is not None:
@@ -184,6 +455,8 @@ def run(args: argparse.Namespace) -> int:
             for head, record in heads.items()
         )
         print(f"mean IU {mean_ius} at iteration {result.iteration}")
+    if context.is_main and result is not None and result.stopped:
+        print(f"stopped by --time-budget at iteration {result.iteration}; --resume goes on")
     return 0
 
 
