@@ -23,10 +23,10 @@ def test_train_then_resume_from_the_command_line(tmp_path: Path) -> None:
     assert config["backbone"] == {"width": 0.0625, "fc_width": 16, "batch_norm": True}
     assert config["jitter"] == 8 and config["recipe"] == "scratch" and config["lr_policy"] == "poly"
     metadata = load_checkpoint(out / "last")[1]
-    assert metadata["iteration"] == 2 and metadata["metrics"]["mean_iu"] is not None
+    assert metadata.iteration == 2 and metadata.metrics["mean_iu"] is not None
 
     assert main(["train", "--resume", "--out", str(out), "--max-iter", "3", "--no-progress"]) == 0
-    assert load_checkpoint(out / "last")[1]["iteration"] == 3
+    assert load_checkpoint(out / "last")[1].iteration == 3
     assert [e["iteration"] for e in read_log(out) if "loss" in e] == [1, 2, 3]
 
 
