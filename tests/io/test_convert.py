@@ -114,7 +114,8 @@ def test_pytorch_fcn_atonce_without_scale_blobs_gets_the_fixed_scales(tmp_path: 
     state, metadata = convert(path, "fcn8s-atonce-vgg16", 21, **SMALL)
     assert torch.equal(state["scale_pool4.weight"], torch.full((64,), 0.01))
     assert torch.equal(state["scale_pool3.weight"], torch.full((32,), 0.0001))
-    assert metadata.input_convention == VOC  # pytorch-fcn's convention: BGR, 0-255, the reference mean
+    # pytorch-fcn's convention: BGR, 0-255, the reference mean
+    assert metadata.input_convention == VOC
     build_model("fcn8s-atonce-vgg16", num_classes=21, **SMALL).load_state_dict(state, strict=True)
     # a .caffemodel of the at-once net carries its Scale blobs, and must
     caffe_path = write_caffemodel(tmp_path / "atonce.caffemodel", blobs)

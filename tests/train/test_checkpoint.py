@@ -96,7 +96,9 @@ def test_loading_into_another_model_or_class_count_names_the_file(tmp_path: Path
     # the dataset's (tests/cli/test_cli_evaluate.py).
     save_checkpoint(tmp_path / "best", tiny_model(), metadata())
     wider = fcnseg.build_model("fcn8s-vgg16", num_classes=21, geometry="lean", **BACKBONE)
-    with pytest.raises(FcnsegError, match=r"best: cannot initialise.*class counts differ: 21 and 6"):
+    with pytest.raises(
+        FcnsegError, match=r"best: cannot initialise.*class counts differ: 21 and 6"
+    ):
         initialize(wider, str(tmp_path / "best"))
     other = fcnseg.build_model("fcn32s-alexnet", num_classes=6)
     with pytest.raises(FcnsegError, match=r"best: cannot initialise the model \(fc6\.weight"):
