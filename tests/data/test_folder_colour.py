@@ -154,3 +154,21 @@ def test_train_a_step_and_evaluate_from_the_command_line(
     assert record["dataset_options"] == {"palette": str(labelmap)}
     for key in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
         assert 0 <= record[key] <= 1
+
+
+@pytest.mark.usefixtures("_one_thread")
+def test_an_unknown_colour_stops_training_in_one_line(
+    colour_folder: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    mask, _ = _colour_mask(1)
+    mask[3, 4] = (255, 255, 0)
+    path = colour_folder.root / "masks" / "train" / "b.png"
+    Image.fromarray(mask).save(path)
+    train = ["train", "--dataset", "folder", "--root", str(colour_folder.root)]
+    assert main([*train, "--out", str(tmp_path / "run"), "--max-iter", "2", *TINY]) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0] == (
+        f"fcnseg train: error: {path}: colour (255, 255, 0) at row 3, column 4 is neither a "
+        "class's nor void in classes.txt"
+    )

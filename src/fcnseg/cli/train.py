@@ -100,7 +100,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--dataset",
         choices=list_datasets(),
-        help="the dataset (required, but for the camvid-scratch recipe: camvid)",
+        metavar="NAME",
+        help=f"the dataset: {', '.join(list_datasets())} (default: none, required; the "
+        "camvid-scratch recipe's: camvid)",
     )
     add_dataset_option(parser)
     parser.add_argument(
@@ -149,7 +151,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="MINUTES",
         help="stop after this many minutes, scored and saved; --resume goes on (default: none)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (default: shown)"
+    )
     parser.set_defaults(run=run)
     return parser
 
