@@ -37,8 +37,11 @@ def check_outputs(out: Path, printed: str) -> dict:
     overlays = sorted((out / "overlays").glob("*.png"))
     assert len(overlays) == 8
     with Image.open(overlays[0]) as panel:
-        assert panel.size == (4 * 80, 80)  # image | truth | prediction | overlay
+        # image | truth | prediction | overlay, titled, each 80-pixel image enlarged
+        assert panel.size[0] >= 1000 and panel.size[1] >= 300
     assert (out / "run" / "last.safetensors").is_file()
+    page = (out / "report.html").read_text()
+    assert page.count('<img class="figure"') == 5 and "Best and worst held-out images" in page
     return record
 
 

@@ -2,7 +2,8 @@
 
 No download and no argument: the images are generated on the fly
 (:mod:`fcnseg.data.synthetic`), a small batch-normalised FCN-8s is trained by the ``scratch``
-recipe, then scored on held-out generated images with the paper's four metrics.
+recipe, then scored on held-out generated images with the paper's four metrics, and the run's
+HTML report (:mod:`fcnseg.report`) is written beside them.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 
-from fcnseg.data import SYNTHETIC, SyntheticShapes, colorize, overlay, synthetic_dataset
+from fcnseg.data import SYNTHETIC, SyntheticShapes, synthetic_dataset
 from fcnseg.evaluation import format_table, write_metrics
 from fcnseg.models import FCN
+from fcnseg.report import GalleryRow, plot_gallery, write_report
 from fcnseg.train import TrainConfig, fit, recipe
 
 
@@ -51,6 +51,7 @@ def demo_config(settings: DemoSettings) -> TrainConfig:
         "scratch",
         "fcn8s-vgg16",
         dataset=SYNTHETIC,
+        dataset_options={"seed": settings.seed, "size": settings.size},
         val_split="test",
         batch_size=settings.batch_size,
         max_iter=settings.max_iter,
@@ -64,10 +65,12 @@ def demo_config(settings: DemoSettings) -> TrainConfig:
 def run_demo(
     out: str | Path, settings: DemoSettings = DemoSettings(), *, progress: bool = True
 ) -> dict[str, Any]:
-    """Trains, scores, prints the per-class table, writes ``metrics.json`` and overlays.
+    """Trains, scores, prints the per-class table, writes ``metrics.json``, overlays and
+    the run's report.
 
     Args:
-        out: the output folder: ``metrics.json``, ``overlays/``, the run in ``run/``.
+        out: the output folder: ``metrics.json``, ``overlays/``, ``report.html``, the run in
+            ``run/``.
         settings: the demo's data and schedule.
         progress: show a progress bar.
 
@@ -87,6 +90,7 @@ def run_demo(
             demo_config(settings), out / "run", train_set=train, val_set=test, progress=progress
         )
         overlays = write_overlays(result.model, test, out / "overlays", settings.overlays)
+        report = write_report(out / "run", out / "report.html", dataset=test)
     finally:
         torch.set_num_threads(threads)
     assert result.metrics is not None
@@ -99,6 +103,7 @@ def run_demo(
     write_metrics(out / "metrics.json", record)
     print(format_table(record, test.info.class_names))
     print(f"wrote {out / 'metrics.json'}, {len(overlays)} overlays in {out / 'overlays'}")
+    print(f"wrote {report}: curves, per-class IU, confusion matrix, best and worst images")
     return record
 
 
@@ -115,23 +120,28 @@ def _clear_run(folder: Path) -> None:
 
 @torch.no_grad()
 def write_overlays(model: FCN, dataset: SyntheticShapes, folder: Path, count: int) -> list[Path]:
-    """Image, ground truth, prediction and prediction over the image, side by side, for the
-    first ``count`` images."""
+    """Image, ground truth, prediction and prediction over the image, titled, enlarged (pixels
+    kept sharp) and with a legend of the class colours, for the first ``count`` images."""
     folder.mkdir(parents=True, exist_ok=True)
     model.eval()
-    palette = dataset.info.palette
+    info = dataset.info
     paths = []
     for index in range(min(count, len(dataset))):
         image, label = dataset[index]
         prediction = model(image[None]).argmax(1)[0]
-        rgb = dataset.convention.deprocess(image)
-        panels = [
-            rgb,
-            np.asarray(colorize(label, palette).convert("RGB")),
-            np.asarray(colorize(prediction, palette).convert("RGB")),
-            np.asarray(overlay(rgb, prediction, palette)),
-        ]
+        row = GalleryRow(
+            f"test image {index}",
+            dataset.convention.deprocess(image),
+            label.numpy(),
+            prediction.numpy(),
+        )
+        png = plot_gallery(
+            [row],
+            info.class_names,
+            info.palette,
+            panels=("image", "ground truth", "prediction", "overlay"),
+        )
         path = folder / f"test_{index:02d}.png"
-        Image.fromarray(np.concatenate(panels, axis=1)).save(path)
+        path.write_bytes(png)
         paths.append(path)
     return paths

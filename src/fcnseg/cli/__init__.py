@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from fcnseg.errors import FcnsegError
 
 # Modules under fcnseg.cli, one per subcommand (``fcnseg eval`` lives in ``evaluate``).
-COMMANDS = ("train", "evaluate", "predict", "demo", "convert", "export", "bench")
+COMMANDS = ("train", "evaluate", "report", "predict", "demo", "convert", "export", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

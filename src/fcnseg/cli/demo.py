@@ -17,7 +17,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="train and score a small FCN-8s on generated images (CPU, about a minute)",
         description="Generate shapes on textured backgrounds, train a small FCN-8s from scratch "
         "on the CPU, score it on held-out images, print the per-class table, and write "
-        "OUT/metrics.json and overlay PNGs.",
+        "OUT/metrics.json, overlay PNGs and OUT/report.html (curves, per-class IU, confusion "
+        "matrix, best and worst images).",
     )
     parser.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
     parser.add_argument("--max-iter", type=int, default=defaults.max_iter)
