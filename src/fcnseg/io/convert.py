@@ -95,10 +95,13 @@ def convert(
         raise FcnsegError(f"unknown model '{model}'; known models: {', '.join(MODELS)}")
     layout, blobs = _read(path)
     entry = find_published(source, path.name, model)
-    if entry is None and layout == CAFFEMODEL:
+    if entry is None and layout == CAFFEMODEL and convention is None:
+        # a renamed published file: recognised by its bytes or layers, if it is the net asked for
         entry = identify_published(
             _file_hash(path, hashlib.sha1()), blobs, model, MODELS[model].backbone
         )
+        if entry is not None and entry.num_classes not in (None, num_classes):
+            entry = None
     if entry is not None:
         _check_entry(entry, model, num_classes)
         blobs = select_net(where, blobs, entry.suffix, entry.other_suffixes)

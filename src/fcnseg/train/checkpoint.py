@@ -122,7 +122,10 @@ def save_checkpoint(
     if training_state is not None:
         buffer = io.BytesIO()
         torch.save({**training_state, "iteration": int(meta.iteration or 0)}, buffer)
-        atomic_write(files.state, buffer.getvalue())
+        try:
+            atomic_write(files.state, buffer.getvalue())
+        except OSError as error:
+            raise FcnsegError(f"{files.state}: cannot write: {error.strerror or error}") from None
     return save_weights(files.weights, model.state_dict(), meta)
 
 
