@@ -1,33 +1,31 @@
-"""CamVid from scratch: FCN-32s, then FCN-16s from it, then FCN-8s from that (section 4.2).
+"""CamVid from scratch: the ``camvid-scratch`` recipe (FCN-32s, then FCN-16s from it, then
+FCN-8s from that; section 4.2), timed and scored.
 
 No ImageNet weights exist on the machines this runs on, so the staged pipeline is proved on
-real images from random weights: a batch-normalised VGG16 at 1/8 width (the ``scratch``
-recipe), trained on CamVid ``train`` at full 480x360 scale (random square crops of the
-full-scale images), each stage initialised from the one before by
-:func:`fcnseg.models.init_from_coarser`. Every stage is then scored on ``val`` at full
-resolution, void ignored, and the table of the four metrics and per-class IU is printed and
-written as JSON. The final FCN-8s can be copied into the package as a shipped model.
+real images from random weights. The recipe (:mod:`fcnseg.train.recipes`, docs/camvid.md)
+says everything about the training: a batch-normalised VGG16 at 1/8 width, random 320x320
+crops of the full-scale 480x360 images in batches of 4, the square root of median frequency
+balancing, 3200 / 1234 / 2338 steps at Adam rates 2e-3 / 1e-3 / 1e-3. This script only runs it
+through :func:`fcnseg.train.fit_staged` (``fcnseg train --recipe camvid-scratch`` does the
+same), then scores every stage on ``val`` at full resolution, void ignored, prints the table
+of the four metrics and per-class IU, and writes it as JSON. The final FCN-8s can be copied
+into the package as the shipped model.
 
 Run from the repository root::
 
     python benchmarks/camvid.py --out runs/camvid-scratch --ship
 
 The training wall clock (the three stages together, evaluation excluded) is printed and
-recorded; so is the evaluation's.
+recorded; so is the evaluation's. ``--budget-min`` stops the run at a time budget (saved, and
+``--resume`` goes on); a run so stopped is not the recipe's result, and says so.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import json
-import os
-import signal
 import sys
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,30 +35,14 @@ from torch.utils.data import Dataset
 from fcnseg.data import DatasetInfo, build_dataset
 from fcnseg.evaluation import METRIC_NAMES, evaluate, evaluation_loader, metrics_record
 from fcnseg.io.weights import WEIGHTS_DIR, load_model, save_weights
-from fcnseg.train import (
-    class_frequencies,
-    fit,
-    load_checkpoint,
-    median_frequency_weights,
-    recipe,
-)
+from fcnseg.train import fit_staged, load_checkpoint, recipe, staged_configs
+from fcnseg.train.data import class_weights_for
+from fcnseg.train.log import read_log
+from fcnseg.train.loop import time_budget
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_NAME = "camvid-fcn8s"
-STAGES = ("fcn32s-vgg16", "fcn16s-vgg16", "fcn8s-vgg16")
-BALANCING = ("median", "sqrt-median", "none")
-# Rescaled stages aim at this fraction of the time left: starting a stage (building the net,
-# its class weights) takes time too, and the machine may slow down.
-RESCALE_MARGIN = 0.95
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One stage of the staged run: the net, its steps and its base learning rate."""
-
-    model: str
-    max_iter: int
-    lr: float
+RECIPE = "camvid-scratch"
 
 
 class InMemory(Dataset):
@@ -69,6 +51,7 @@ class InMemory(Dataset):
 
     def __init__(self, dataset: Dataset) -> None:
         self.info: DatasetInfo = dataset.info  # type: ignore[attr-defined]
+        self.convention = dataset.convention  # type: ignore[attr-defined]
         self.samples = [dataset[i] for i in range(len(dataset))]  # type: ignore[arg-type]
 
     def __len__(self) -> int:
@@ -87,50 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", default="runs/camvid-scratch", help="the run folder")
     parser.add_argument(
-        "--iters",
-        type=int,
-        nargs=3,
-        default=[3200, 800, 1340],
-        metavar=("FCN32S", "FCN16S", "FCN8S"),
-        help="optimiser steps per stage",
-    )
-    parser.add_argument(
-        "--lr",
-        type=float,
-        nargs=3,
-        default=[2e-3, 1e-3, 1e-3],
-        metavar=("FCN32S", "FCN16S", "FCN8S"),
-        help="Adam's rate per stage",
-    )
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument(
-        "--crop",
-        type=int,
-        default=320,
-        help="side of the random square crops of the full-scale images",
-    )
-    parser.add_argument("--width", type=float, default=1 / 8, help="VGG16 width multiplier")
-    parser.add_argument("--fc-width", type=int, default=128, help="channels of fc6 and fc7")
-    parser.add_argument(
-        "--balance",
-        choices=BALANCING,
-        default="sqrt-median",
-        help="class weights of the loss: median frequency balancing, its square root, or none",
-    )
-    parser.add_argument(
         "--budget-min",
         type=float,
-        default=58.0,
-        help="training minutes for the three stages; a stage that would run "
-        "past its share stops early and keeps its last step",
+        help="stop the training after this many minutes (saved; --resume goes on); the "
+        "result is then not the recipe's (default: no budget)",
     )
-    parser.add_argument(
-        "--no-rescale",
-        dest="rescale",
-        action="store_false",
-        help="keep the planned steps of every stage (by default, after each stage the steps "
-        "of the next ones are rescaled to the time left at the rate it ran)",
-    )
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument(
         "--threads",
         type=int,
@@ -154,94 +99,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def stages(args: argparse.Namespace) -> list[Stage]:
-    return [Stage(m, n, lr) for m, n, lr in zip(STAGES, args.iters, args.lr, strict=True)]
-
-
-@contextlib.contextmanager
-def deadline(seconds: float) -> Any:
-    """Stops :func:`fcnseg.train.fit` cleanly after ``seconds``: its Ctrl-C handling finishes
-    the step in progress, saves ``last`` and raises KeyboardInterrupt, caught here."""
-    # At least a minute, so that the signal never comes before fit has set its handler up.
-    timer = threading.Timer(max(seconds, 60.0), os.kill, (os.getpid(), signal.SIGINT))
-    try:
-        timer.start()
-        yield
-    except KeyboardInterrupt:
-        print("stopped at the time budget", flush=True)
-    finally:
-        timer.cancel()
-
-
-def class_weights(balance: str, train_set: InMemory) -> list[float] | None:
-    """The loss's class weights: median frequency balancing (Eigen and Fergus), its square
-    root (a milder push towards the rare classes), or None."""
-    if balance == "none":
-        return None
-    info = train_set.info
-    labels = (label for _, label in train_set.samples)
-    weights = median_frequency_weights(
-        class_frequencies(labels, info.num_classes, info.ignore_index)
-    )
-    return (weights.sqrt() if balance == "sqrt-median" else weights).tolist()
-
-
-def train(
-    args: argparse.Namespace, train_set: Dataset, weights: list[float] | None
-) -> tuple[list[Path], list[float]]:
-    """Trains the three stages in turn; returns each stage's checkpoint and training seconds.
-
-    Each stage gets the share of the remaining budget its steps are of the remaining steps.
-    Unless ``--no-rescale``, the steps of the stages still to come are rescaled after each stage
-    to fill the remaining budget at the rate that stage ran (a shared machine's speed varies),
-    so that every stage's learning rate policy runs to its end within the budget.
-    """
-    out = Path(args.out)
-    checkpoints: list[Path] = []
-    seconds: list[float] = []
-    plan = stages(args)
-    for number in range(1, len(plan) + 1):
-        stage = plan[number - 1]
-        left = args.budget_min * 60 - sum(seconds)
-        share = left * stage.max_iter / sum(s.max_iter for s in plan[number - 1 :])
-        config = recipe(
-            "scratch",
-            stage.model,
-            backbone={"width": args.width, "fc_width": args.fc_width, "batch_norm": True},
-            init=str(checkpoints[-1]) if checkpoints else None,
-            dataset="camvid",
-            root=str(args.root),
-            lr=stage.lr,
-            max_iter=stage.max_iter,
-            batch_size=args.batch_size,
-            crop=args.crop,
-            mirror=True,
-            class_weights=weights,
-            val_split=None,  # scored after training, so that the clock times training only
-            eval_every=0,
-        )
-        folder = out / f"stage{number}-{stage.model}"
-        start = time.perf_counter()
-        with deadline(share):
-            fit(config, folder, train_set=train_set, val_set=None, progress=False)
-        seconds.append(time.perf_counter() - start)
-        checkpoints.append(folder / "last")
-        steps = load_checkpoint(folder / "last")[1].iteration
-        print(
-            f"{stage.model}: {steps} of {stage.max_iter} steps in {seconds[-1] / 60:.1f} min",
-            flush=True,
-        )
-        if args.rescale and number < len(plan):
-            rate = steps / seconds[-1]
-            left = args.budget_min * 60 - sum(seconds)
-            planned = sum(s.max_iter for s in plan[number:])
-            factor = RESCALE_MARGIN * left * rate / planned
-            plan[number:] = [
-                dataclasses.replace(s, max_iter=max(1, int(s.max_iter * factor)))
-                for s in plan[number:]
-            ]
-            print("steps of the next stages:", [s.max_iter for s in plan[number:]], flush=True)
-    return checkpoints, seconds
+def stage_seconds(folder: Path) -> float:
+    """A stage's training wall clock from its log: from the end of its first step to the end
+    of its last."""
+    steps = [e for e in read_log(folder) if "loss" in e]
+    return steps[-1]["time"] - steps[0]["time"] if steps else 0.0
 
 
 def score(checkpoint: Path, val_set: Dataset) -> dict[str, Any]:
@@ -280,8 +142,9 @@ def ship(checkpoint: Path, record: dict[str, Any]) -> Path:
     state, meta = load_checkpoint(checkpoint)
     config = {**dict(meta.config or {}), "root": "../shared/data/camvid"}
     source = (
-        "benchmarks/camvid.py: trained from random weights on CamVid train (367 images), "
-        "staged FCN-32s -> FCN-16s -> FCN-8s; metrics on CamVid val at 480x360, void ignored"
+        "fcnseg train --recipe camvid-scratch (benchmarks/camvid.py): trained from random "
+        "weights on CamVid train (367 images), staged FCN-32s -> FCN-16s -> FCN-8s; metrics on "
+        "CamVid val at 480x360, void ignored"
     )
     meta = meta.replace(config=config, metrics={"split": "val", **record}, notes=(source,))
     return save_weights(WEIGHTS_DIR / f"{SHIPPED_NAME}.safetensors", state, meta)
@@ -294,40 +157,62 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.root}: no CamVid folder", file=sys.stderr)
         return 1
     out = Path(args.out)
-    seconds: list[float] = []
+    # scored after training, so that the clock times training only
+    config = recipe(RECIPE, root=str(args.root))
+    stages = staged_configs(config)
+    folders = [out / f"stage{i}-{stage.model}" for i, stage in enumerate(stages, start=1)]
+    total = None
     weights = None
-    if args.eval_only:
-        checkpoints = [out / f"stage{i}-{model}" / "last" for i, model in enumerate(STAGES, 1)]
-    else:
+    stopped = False
+    if not args.eval_only:
         start = time.perf_counter()
         train_set = InMemory(build_dataset("camvid", args.root, "train"))
-        load_seconds = time.perf_counter() - start
-        print(f"read {len(train_set)} train images in {load_seconds:.0f} s", flush=True)
-        weights = class_weights(args.balance, train_set)
-        if weights is not None:
-            print(f"class weights ({args.balance}):", " ".join(f"{w:.2f}" for w in weights))
-        checkpoints, seconds = train(args, train_set, weights)
-        print(f"training, three stages: {sum(seconds) / 60:.1f} min", flush=True)
+        print(f"read {len(train_set)} train images in {time.perf_counter() - start:.0f} s")
+        weights = class_weights_for(config, train_set, train_set.info).tolist()
+        print("class weights (sqrt of median frequency):", " ".join(f"{w:.2f}" for w in weights))
+        stop = time_budget(60 * args.budget_min) if args.budget_min is not None else None
+        start = time.perf_counter()
+        result = fit_staged(
+            config, out, resume=args.resume, train_set=train_set, progress=False, stop=stop
+        )
+        total = time.perf_counter() - start
+        stopped = result is not None and result.stopped
+        print(f"training, three stages: {total / 60:.1f} min", flush=True)
+        if stopped:
+            print("stopped by --budget-min: these are not the recipe's results", flush=True)
+    checkpoints = [folder / "last" for folder in folders]
     val_set = build_dataset("camvid", args.root, "val")
     start = time.perf_counter()
-    records = {model: score(path, val_set) for model, path in zip(STAGES, checkpoints, strict=True)}
+    records = {
+        stage.model: score(path, val_set)
+        for stage, path in zip(stages, checkpoints, strict=True)
+        if path.with_suffix(".safetensors").is_file()
+    }
     eval_seconds = time.perf_counter() - start
     class_names = list(val_set.info.class_names)
     print(f"\nCamVid val, {len(val_set)} images at 480x360, void ignored (percent)\n")
     print(table(records, class_names))
-    trained = f"training {sum(seconds) / 60:.1f} min; " if seconds else ""
+    trained = f"training {total / 60:.1f} min; " if total is not None else ""
     print(f"\n{trained}evaluation {eval_seconds / 60:.1f} min")
 
     results = {
         "dataset": "camvid",
         "split": "val",
-        "settings": {key: value for key, value in vars(args).items() if key != "eval_only"},
+        "recipe": RECIPE,
+        "settings": config.to_dict(),
+        "stopped_by_budget": stopped,
         "class_weights": weights,
         "steps": {
-            m: load_checkpoint(p)[1].iteration for m, p in zip(STAGES, checkpoints, strict=True)
+            stage.model: load_checkpoint(path)[1].iteration
+            for stage, path in zip(stages, checkpoints, strict=True)
+            if stage.model in records
         },
-        "train_seconds": {m: s for m, s in zip(STAGES, seconds, strict=False)},
-        "train_seconds_total": sum(seconds) if seconds else None,
+        "train_seconds": {
+            stage.model: stage_seconds(folder)
+            for stage, folder in zip(stages, folders, strict=True)
+            if stage.model in records
+        },
+        "train_seconds_total": total,
         "eval_seconds": eval_seconds,
         "stages": records,
     }
@@ -337,7 +222,10 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {path}")
     if args.ship:
-        print(f"shipped {ship(checkpoints[-1], records[STAGES[-1]])}")
+        if stopped or stages[-1].model not in records:
+            print("not shipped: the run did not finish", file=sys.stderr)
+            return 1
+        print(f"shipped {ship(checkpoints[-1], records[stages[-1].model])}")
     return 0
 
 
