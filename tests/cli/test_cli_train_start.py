@@ -103,7 +103,7 @@ def test_a_run_resumed_from_another_folder_with_root_continues_bit_exactly(
     resume = ["train", "--resume", "--out", str(first / "cut"), "--no-progress"]
     assert main([*resume, "--root", "moved", "--lr", "0.5", "--max-iter", "4"]) == 1
     line = one_error_line(capsys.readouterr().err)
-    assert "--lr 0.5 (saved 0.001)" in line and "would change its steps" in line
+    assert "--lr 0.5 (saved 0.001) would change it: start a new run" in line
     assert main([*resume, "--root", "moved", "--max-iter", "4", "--dataset", "folder"]) == 0
     printed = capsys.readouterr().out
     assert f"root                    {second / 'moved'}" in printed

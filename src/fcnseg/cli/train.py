@@ -30,6 +30,7 @@ from fcnseg.train.recipes import (
     RECIPES,
     RESUMABLE,
     absolute_paths,
+    check_start,
     config_sources,
     describe_config,
     recipe,
@@ -360,8 +361,8 @@ def resumed_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, str
     folders made absolute against the working directory), and the source of each field.
 
     Raises:
-        FcnsegError: nothing to resume, a flag that would change the run's steps (naming it,
-            its value and the saved one), or a data folder that is not there.
+        FcnsegError: nothing to resume, a flag that would change the run (naming it, its
+            value and the saved one), or a data folder that is not there.
     """
     out = Path(args.out)
     config = _saved_config(out)
@@ -369,33 +370,45 @@ def resumed_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, str
     overrides = _overrides(args)
     if args.recipe is not None and args.recipe != config.recipe:
         overrides["recipe"] = args.recipe
-    refused = []
+    refused: dict[str, str] = {}  # flag -> what it asked and what the run has
     changes: dict[str, Any] = {}
     for field, value in overrides.items():
         saved = getattr(config, field)
         if field == "backbone":
-            value = {**saved, **value}
+            for option, wanted in value.items():
+                if saved.get(option, _BACKBONE_DEFAULTS[option]) != wanted:
+                    flag = "--" + option.replace("_", "-")
+                    had = saved.get(option, _BACKBONE_DEFAULTS[option])
+                    refused[flag] = f"{flag} {_text(wanted)} (saved {_text(had)})"
+            continue
         if field == "dataset_options":
             value = {**saved, **value}
-            if {k: v for k, v in value.items() if k not in PATH_OPTIONS} != {
-                k: v for k, v in saved.items() if k not in PATH_OPTIONS
-            }:
-                refused.append(f"--dataset-option {value} (saved {saved})")
+            others = {k: v for k, v in value.items() if k not in PATH_OPTIONS}
+            if others != {k: v for k, v in saved.items() if k not in PATH_OPTIONS}:
+                refused[field] = f"--dataset-option {others} (saved {saved})"
                 continue
         elif value == saved or field == "allow_random_init":
             continue
+        elif field in ("class_weights", "median_frequency", "median_frequency_power"):
+            refused["--class-weights"] = (
+                f"--class-weights {args.class_weights} (saved {_class_weights_text(config)})"
+            )
+            continue
+        elif field == "val_split" and value is None:
+            refused[field] = f"--no-val (the run is scored on '{saved}')"
+            continue
         elif field not in RESUMABLE:
-            refused.append(f"{_flag(field, value)} {_text(value)} (saved {_text(saved)})")
+            refused[field] = f"{_flag(field, value)} {_text(value)} (saved {_text(saved)})"
             continue
         elif field == "max_iter" and any("max_iter" in stage for stage in config.stages):
-            refused.append(f"--max-iter {value} (a staged run's steps are per stage)")
+            refused[field] = f"--max-iter {value} (a staged run's steps are per stage)"
             continue
         changes[field] = value
         sources[field] = FROM_FLAG
     if refused:
         raise FcnsegError(
-            f"{out}: --resume continues the run as it was configured, and "
-            f"{'; '.join(refused)} would change its steps; start a new run in another --out"
+            f"{out}: --resume continues the run as it was configured; "
+            f"{'; '.join(refused.values())} would change it: start a new run in another --out"
         )
     config = absolute_paths(dataclasses.replace(config, **changes))
     if config.dataset != SYNTHETIC and "root" not in changes and not Path(config.root).is_dir():
@@ -404,6 +417,14 @@ def resumed_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, str
             "--root where the data is now"
         )
     return config, sources
+
+
+def _class_weights_text(config: TrainConfig) -> str:
+    if config.class_weights is not None:
+        return ",".join(f"{w:g}" for w in config.class_weights)
+    if config.median_frequency:
+        return "sqrt-median" if config.median_frequency_power == 0.5 else "median"
+    return "none"
 
 
 def _flag(field: str, value: Any) -> str:
@@ -430,6 +451,7 @@ def run(args: argparse.Namespace) -> int:
             raise FcnsegError("--dataset is required (or --resume a run)")
         if config.dataset != SYNTHETIC and args.root is None:
             raise FcnsegError(f"--root is required for dataset '{config.dataset}'")
+        check_start(config)  # before the configuration is printed: nothing will run
         config = absolute_paths(config)
     context = distributed.setup(config.device)
     if context.is_main:
