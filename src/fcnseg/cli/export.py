@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from fcnseg.errors import FcnsegError
-from fcnseg.io.weights import load_model
+from fcnseg.io.weights import load_model, resolve
 from fcnseg.models import build_model, head_scores, list_models
 from fcnseg.models.fcn import GEOMETRIES
 
@@ -46,7 +46,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "export",
         help="export a model to ONNX or TorchScript",
         description="Export a model to ONNX (dynamic batch, height and width; needs "
-        "pip install 'fcnseg[onnx]') or to TorchScript (traced; runs at any size).",
+        "pip install 'fcnseg[onnx]') or to TorchScript (traced; runs at any size). The file "
+        "carries the model's metadata: its class names, palette, input convention (channel "
+        "order, scale, mean, std) and source (ONNX metadata_props; TorchScript's extra file "
+        "fcnseg.json); fcnseg predict --model FILE.onnx runs it as it says.",
     )
     add_model_arguments(parser)
     parser.add_argument("--format", choices=FORMATS, default="onnx")
@@ -84,11 +87,13 @@ def run(args: argparse.Namespace) -> int:
     example = torch.randn(1, channels, height, width)
     if not args.out.parent.is_dir():
         raise FcnsegError(f"{args.out.parent}: no such folder for --out")
+    weights = None if args.model in list_models() else resolve(args.model)
     if args.format == "onnx":
-        export_onnx(model, args.out, example=example)
+        export_onnx(model, args.out, example=example, weights=weights)
     else:
-        export_torchscript(model, args.out, example=example)
-    print(f"wrote {args.out} ({args.format}, traced at {height}x{width}, any size runs)")
+        export_torchscript(model, args.out, example=example, weights=weights)
+    carried = "with its metadata" if hasattr(model, "meta") else "random weights, no metadata"
+    print(f"wrote {args.out} ({args.format}, traced at {height}x{width}, any size runs; {carried})")
     if args.check:
         # A size the trace never saw, and a batch of two.
         x = 50 * torch.randn(2, channels, height + 37, width + 21)

@@ -17,10 +17,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
+from tqdm import tqdm
 
 from fcnseg.convention import InputConvention
 from fcnseg.errors import FcnsegError
+from fcnseg.inference.memory import DEFAULT_MAX_MEMORY
 from fcnseg.inference.predictor import Predictor
+from fcnseg.inference.tta import Augmentation
 
 ImageLike = str | os.PathLike[str] | Image.Image | np.ndarray
 # 16-bit modes PIL opens PNG and TIFF files in; their full range maps onto 0-255.
@@ -30,12 +33,24 @@ _WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 655
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """An image file as an H x W x 3 uint8 RGB array, as image viewers show it.
 
-    The EXIF orientation is applied (a photo taken rotated comes out upright); palette, grey,
-    grey + alpha and CMYK images become RGB (alpha is dropped); 16-bit images are scaled by
-    their type's range (65535 becomes 255), not cut to 8 bits.
+    - The EXIF orientation is applied: a photo taken rotated (its pixels stored sideways,
+      the tag saying so) comes out upright, as viewers show it, and so do its labels.
+    - Palette (P, PA), grey (L, 1), grey + alpha (LA), RGBA, CMYK, YCbCr and LAB images
+      become RGB the way PIL converts them; alpha is dropped (not composited).
+    - Values are scaled by their type's range onto the 0-255 the input convention reads:
+      16-bit images (mode I;16 and kin, and I, as 16-bit PNGs open in PIL) by 255/65535;
+      float images (mode F) are taken as 0-1 (NaN as 0); values beyond the range are
+      clipped. 16-bit RGB PNGs PIL reduces to 8 bits itself, by their high byte.
+    - A multi-frame file (GIF, TIFF) gives its first frame.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        H x W x 3 uint8, RGB.
 
     Raises:
-        FcnsegError: no such file, or not an image PIL can read.
+        FcnsegError: no such file, or not an image PIL can read (one line, naming the file).
     """
     path = Path(path)
     if not path.is_file():
@@ -44,7 +59,13 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         with Image.open(path) as image:
             image.load()
             return rgb_array(ImageOps.exif_transpose(image))
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+    except (
+        OSError,
+        UnidentifiedImageError,
+        ValueError,
+        SyntaxError,
+        Image.DecompressionBombError,
+    ) as error:
         raise FcnsegError(f"{path}: cannot read image ({error})") from None
 
 
@@ -52,7 +73,7 @@ def rgb_array(image: Image.Image) -> np.ndarray:
     """A PIL image as H x W x 3 uint8 RGB, 16-bit and float modes scaled to 0-255 (float
     images are taken as 0-1)."""
     if image.mode in _WIDE_MODES or image.mode in ("I", "F"):
-        values = np.asarray(image, dtype=np.float64)
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0)
         full = _WIDE_MODES.get(image.mode, 1.0 if image.mode == "F" else 65535.0)
         grey = np.clip(np.rint(values * (255.0 / full)), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
@@ -120,6 +141,10 @@ def predict(
     precision: str = "auto",
     head: str | None = None,
     convention: InputConvention | None = None,
+    flip: bool = False,
+    scales: Sequence[float] = (1.0,),
+    max_memory: int | None = DEFAULT_MAX_MEMORY,
+    progress: bool = False,
 ) -> np.ndarray | list[np.ndarray]:
     """Segments images: one H x W int64 label array per image (class indices of the model's
     ``meta.classes``).
@@ -133,18 +158,29 @@ def predict(
         batch_size: images (or tiles) per forward pass; images of one size are batched.
         tile: run images larger than ``tile`` pixels on a side in overlapping tiles (exact:
             the labels equal whole-image inference; see :mod:`fcnseg.inference.tiling`).
+            Without it, an image whose prediction would take more than ``max_memory``
+            bytes is tiled in the largest tiles that fit.
         precision: ``auto`` (bf16 where the CPU runs it natively, else fp32), ``fp32``,
             ``bf16`` or ``fp16`` (see :func:`fcnseg.runtime.resolve_precision`).
         head: for a net with several heads (SIFT Flow's ``sem``, ``geo``), the one whose
             labels are returned; the first by default.
         convention: the input convention, overriding ``model.meta``'s.
+        flip: test-time augmentation: also run each image mirrored left to right and
+            average the probabilities (:mod:`fcnseg.inference.tta`).
+        scales: test-time augmentation: run each image resized by each of these factors,
+            e.g. ``(0.75, 1.0, 1.25)``, and average the probabilities; ``(1.0,)`` (the
+            default) and no flip is plain prediction.
+        max_memory: the bytes one image's prediction may take (an estimate,
+            :mod:`fcnseg.inference.memory`; 2 GiB by default); None never tiles unasked.
+        progress: show progress bars (on a terminal) over the images and over the tiles of
+            a large image.
 
     Returns:
         An H x W int64 array for one image, a list of them for a list.
 
     Raises:
         FcnsegError: an image that cannot be read or has the wrong dtype, layout or channel
-            count; a model without an input convention.
+            count; a model without an input convention; a scale that is not positive.
     """
     if convention is None:
         meta: Any = getattr(model, "meta", None)
@@ -154,12 +190,26 @@ def predict(
                 "pass convention=)"
             )
         convention = meta.input_convention
+    augmentation = Augmentation(flip, tuple(scales))
     single = not isinstance(images, list | tuple)
     batch = [images] if single else list(images)
     inputs = [
         convention.preprocess(raw_pixels(image, convention, index))
         for index, image in enumerate(batch)
     ]
-    predictor = Predictor(model, precision=precision, tile=tile, batch_size=batch_size, head=head)
-    labels = [label.numpy() for label in predictor.predict(inputs)]
+    predictor = Predictor(
+        model,
+        precision=precision,
+        tile=tile,
+        batch_size=batch_size,
+        head=head,
+        max_memory=max_memory,
+        tta=augmentation,
+        progress=progress,
+    )
+    if augmentation.plain and not progress:
+        labels = [label.numpy() for label in predictor.predict(inputs)]
+    else:
+        bar = tqdm(inputs, desc="images", unit="image", disable=None if progress else True)
+        labels = [predictor.predict([image])[0].numpy() for image in bar]
     return labels[0] if single else labels

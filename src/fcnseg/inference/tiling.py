@@ -37,7 +37,14 @@ class Span:
 
 
 def tile_margin(model: nn.Module) -> int:
-    """Pixels of context a kept output pixel needs on each side (see the module docstring)."""
+    """Pixels of context a kept output pixel needs on each side (see the module docstring).
+
+    A model without layers to read it from (an exported graph,
+    :class:`fcnseg.inference.export.OnnxModel`) gives it as ``model.tiling["margin"]``.
+    """
+    recorded = getattr(model, "tiling", None)
+    if recorded is not None:
+        return int(recorded["margin"])
     margins = [
         math.ceil((fcn.output_geometry.receptive_field - 1) / 2) + _coarsest_stride(fcn)
         for fcn in _fcns(model)
@@ -46,7 +53,11 @@ def tile_margin(model: nn.Module) -> int:
 
 
 def tile_alignment(model: nn.Module) -> int:
-    """The stride window origins must be multiples of: the net's total (coarsest) stride."""
+    """The stride window origins must be multiples of: the net's total (coarsest) stride
+    (``model.tiling["alignment"]`` for a model that records it)."""
+    recorded = getattr(model, "tiling", None)
+    if recorded is not None:
+        return int(recorded["alignment"])
     return math.lcm(*(_coarsest_stride(fcn) for fcn in _fcns(model)))
 
 
