@@ -12,6 +12,7 @@ from PIL import Image
 
 import fcnseg
 from fcnseg.cli import main
+from fcnseg.data import overlay
 from fcnseg.data.synthetic import SYNTHETIC_INFO
 
 
@@ -33,8 +34,12 @@ def test_predict_writes_palette_labels_and_overlays(
         with torch.no_grad():  # the checkpoint's own convention: BGR minus its mean
             expected = model(SYNTHETIC_INFO.convention.preprocess(rgb)[None]).argmax(1)[0]
         assert np.array_equal(np.asarray(label), expected.numpy())
+        # the overlay is the image with the colours blended, a legend panel on its right
         blended = Image.open(out / f"{path.stem}_overlay.png")
-        assert blended.mode == "RGB" and blended.size == label.size
+        assert blended.mode == "RGB" and blended.width > label.width
+        expected_overlay = overlay(rgb, expected.numpy(), SYNTHETIC_INFO.palette, 0.5)
+        top_left = blended.crop((0, 0, *label.size))
+        assert np.array_equal(np.asarray(top_left), np.asarray(expected_overlay))
 
 
 def test_missing_image_is_one_line_and_writes_nothing(

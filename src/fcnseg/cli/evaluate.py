@@ -8,6 +8,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from fcnseg.cli.predict import add_tta_arguments
 from fcnseg.cli.train import add_dataset_option, dataset_options
 from fcnseg.data import ade20k_score_text, build_dataset, list_datasets
 from fcnseg.errors import FcnsegError
@@ -19,6 +20,7 @@ from fcnseg.evaluation import (
     metrics_record,
     write_metrics,
 )
+from fcnseg.inference.tta import TestTimeAugmentation
 from fcnseg.io.weights import load_model, resolve
 from fcnseg.runtime import AMP_MODES, DEVICES, amp_dtype, choose_device
 
@@ -47,6 +49,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--amp", default="none", choices=AMP_MODES)
     parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_tta_arguments(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -66,8 +69,11 @@ def run(args: argparse.Namespace) -> int:
             f"{resolve(args.model)}: weights for {model.num_classes} classes, dataset "
             f"'{args.dataset}' has {info.num_classes}"
         )
+    # Test-time augmentation (off by default): the model is wrapped, its output the log of
+    # the views' averaged probabilities (fcnseg.inference.tta), whose arg max is the labels.
+    scored = TestTimeAugmentation(model, flip=args.flip, scales=args.scales)
     metrics = evaluate(
-        model,
+        scored,
         tqdm(
             evaluation_loader(dataset, batch_size=args.batch_size),
             desc="eval",
@@ -88,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         "dataset_options": options,
         "split": args.split,
         "images": len(dataset),
+        "test_time_augmentation": {"flip": args.flip, "scales": list(scored.augmentation.scales)},
     }
     path = write_metrics(Path(args.out) / "metrics.json", record)
     print(format_table(metrics, info.class_names, head_names))

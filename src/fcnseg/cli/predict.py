@@ -1,14 +1,59 @@
-"""``fcnseg predict``: label PNGs in the model's palette, and overlays, for image files."""
+"""``fcnseg predict``: label PNGs in the model's palette, and overlays, for image files.
+
+The inputs are files, folders and glob patterns; where the outputs go, and why they never
+overwrite an input or each other, is :mod:`fcnseg.inference.files`; what they hold is
+:mod:`fcnseg.inference.outputs`. A file that cannot be read is one line on stderr; the other
+images are still segmented, and the exit status is 1 at the end.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from fcnseg.data import bitmap_palette, colorize, overlay
+import numpy as np
+from torch import nn
+from tqdm import tqdm
+
+from fcnseg.data import bitmap_palette
+from fcnseg.errors import FcnsegError
 from fcnseg.inference import PRECISIONS, Predictor, read_image
+from fcnseg.inference.files import gather_images, plan_outputs
+from fcnseg.inference.memory import format_bytes, parse_memory, prediction_bytes
+from fcnseg.inference.outputs import (
+    LABEL_FORMATS,
+    label_image,
+    legend_overlay,
+    probabilities_bytes,
+    save_bytes,
+    save_image,
+)
+from fcnseg.inference.tta import Augmentation
 from fcnseg.io.weights import load_model
+
+# Files listed after "wrote N files"; the rest are counted.
+_LISTED = 6
+
+
+def add_tta_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--flip`` and ``--scales``: test-time augmentation (``fcnseg predict`` and ``eval``)."""
+    parser.add_argument(
+        "--flip",
+        action="store_true",
+        help="test-time augmentation: also run each image mirrored and average the class "
+        "probabilities (twice the time)",
+    )
+    parser.add_argument(
+        "--scales",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        metavar="S",
+        help="test-time augmentation: run each image resized by each factor (e.g. 0.75 1.0 "
+        "1.25) and average the class probabilities; default 1.0 (none)",
+    )
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -16,56 +61,193 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "predict",
         help="segment image files",
-        description="Segment image files: OUT/<name>.png holds the class indices drawn in the "
-        "model's palette, OUT/<name>_overlay.png the colours over the image. A net with "
-        "several heads (SIFT Flow) writes its first head there and each other head's classes "
-        "to OUT/<name>_<head>.png.",
+        description="Segment images: files, folders (searched recursively for .png, .jpg, "
+        ".tif, ... files) and glob patterns. For each image, OUT/<name>.png holds the class "
+        "indices drawn in the model's palette and OUT/<name>_overlay.png the colours over the "
+        "image with a legend of the classes present; a net with several heads (SIFT Flow) "
+        "writes each other head's classes to OUT/<name>_<head>.png. <name> is the image's "
+        "path below the deepest folder all inputs share, without its extension (with it, "
+        "where two inputs share a stem). Outputs never overwrite an input: an --out that "
+        "would write into an input image's folder is refused, and nothing is written.",
     )
-    parser.add_argument("images", nargs="+", type=Path, help="image files")
-    parser.add_argument("--model", required=True, help="checkpoint path or shipped model name")
+    parser.add_argument(
+        "images", nargs="+", help="image files, folders of them, or glob patterns ('a/**/*.jpg')"
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="checkpoint path, shipped model name, or an ONNX file from fcnseg export",
+    )
     parser.add_argument(
         "--out",
         type=Path,
         default=Path("predictions"),
-        help="output folder (default: ./predictions, never the images' own folder)",
+        help="output folder (default: ./predictions; never an input image's own folder)",
     )
     parser.add_argument(
         "--precision",
         default="auto",
         choices=PRECISIONS,
-        help="auto: bf16 where the CPU runs it natively, else fp32 (default auto)",
+        help="auto: bf16 where the CPU runs it natively, else fp32 (default auto); an ONNX "
+        "model runs fp32",
     )
-    parser.add_argument("--tile", type=int, help="run images larger than this in tiles")
-    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    parser.add_argument(
+        "--tile", type=int, help="run images larger than this many pixels a side in tiles"
+    )
+    parser.add_argument(
+        "--max-memory",
+        default="2G",
+        metavar="SIZE",
+        help="memory one image's prediction may take (estimated); larger images run in the "
+        "largest tiles that fit, with the same labels (default 2G; none: never tile unasked)",
+    )
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
+    parser.add_argument(
+        "--format",
+        choices=LABEL_FORMATS,
+        default="palette",
+        help="label PNGs: palette (class indices with the model's colours, the default) or "
+        "index (plain greyscale class indices, no palette)",
+    )
+    parser.add_argument(
+        "--save-probs",
+        action="store_true",
+        help="also write OUT/<name>_probs.npz: per-class probabilities (K x H x W float32) "
+        "and the class names",
+    )
+    add_tta_arguments(parser)
     parser.set_defaults(run=run)
     return parser
 
 
+def load_any_model(spec: str, precision: str) -> tuple[nn.Module, bool]:
+    """The model ``--model`` names, and whether it is an exported ONNX graph (which runs as
+    it is, in fp32, through onnxruntime).
+
+    Raises:
+        FcnsegError: as :func:`fcnseg.load_model` or :func:`fcnseg.inference.load_onnx`; a
+            precision other than fp32 for an ONNX model.
+    """
+    if spec.lower().endswith(".onnx"):
+        from fcnseg.inference.export import load_onnx
+
+        if precision not in ("auto", "fp32"):
+            raise FcnsegError(f"--precision {precision}: an ONNX model runs in fp32")
+        return load_onnx(spec), True
+    return load_model(spec), False
+
+
 def run(args: argparse.Namespace) -> int:
-    """Segments every image and writes its label PNG and overlay."""
-    model = load_model(args.model)
+    """Segments every image and writes its outputs; 1 if any input failed."""
+    budget = parse_memory(args.max_memory)
+    augmentation = Augmentation(args.flip, tuple(args.scales))
+    if not 0 <= args.alpha <= 1:
+        raise FcnsegError(f"--alpha {args.alpha}: expected a value from 0 to 1")
+    model, exported = load_any_model(args.model, args.precision)
     meta = model.meta
     convention = meta.input_convention
-    palette = list(meta.palette)
-    pixels = [read_image(path) for path in args.images]  # every file is checked before any work
-    predictor = Predictor(model, precision=args.precision, tile=args.tile)
-    # The other heads (SIFT Flow's 3 geometric classes), drawn in the VOC colour map.
-    other_heads = {
-        head: Predictor(model, precision=args.precision, tile=args.tile, head=head)
-        for head in list(model.heads)[1:]
+    if convention.channels != 3:
+        raise FcnsegError(
+            f"{args.model}: the model takes {convention.channels} input channels "
+            f"({', '.join(convention.extra_channels)} after the colour); fcnseg predict reads "
+            "RGB image files: use fcnseg.predict with H x W x C arrays"
+        )
+    heads = list(model.heads)
+    kinds = {"label": ".png", "overlay": "_overlay.png"}
+    kinds.update({f"head:{head}": f"_{head}.png" for head in heads[1:]})
+    if args.save_probs:
+        kinds["probs"] = "_probs.npz"
+    found = gather_images(args.images, exclude=args.out)
+    for line in found.skipped:
+        print(f"fcnseg predict: skipped {line}", file=sys.stderr)
+    for line in found.problems:
+        print(f"fcnseg predict: error: {line}", file=sys.stderr)
+    plans = plan_outputs(found.images, args.out, kinds)  # refuses before anything is written
+
+    options: dict[str, Any] = {
+        "tile": args.tile,
+        "max_memory": budget,
+        "tta": augmentation,
+        "progress": True,
+        "batch_size": 1,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    written = 0
-    for path, rgb in zip(args.images, pixels, strict=True):
-        image = convention.preprocess(rgb)
-        (label,) = predictor.predict([image])
-        colorize(label, palette).save(args.out / f"{path.stem}.png")
-        overlay(rgb, label, palette, args.alpha).save(args.out / f"{path.stem}_overlay.png")
-        written += 2
-        for head, head_predictor in other_heads.items():
-            (head_label,) = head_predictor.predict([image])
-            head_palette = bitmap_palette(model.heads[head])
-            colorize(head_label, head_palette).save(args.out / f"{path.stem}_{head}.png")
-            written += 1
-    print(f"wrote {written} images to {args.out}")
-    return 0
+    if exported:
+        options.update(optimize=False, precision="fp32")
+    else:
+        options["precision"] = args.precision
+    predictors = {head: Predictor(model, head=head, **options) for head in heads}
+    head_classes = {heads[0]: list(meta.classes)}
+    head_palettes = {heads[0]: list(meta.palette)}
+    for head in heads[1:]:
+        names = meta.head_classes.get(head) or [f"class {i}" for i in range(model.heads[head])]
+        head_classes[head] = list(names)
+        head_palettes[head] = list(bitmap_palette(model.heads[head]))
+
+    written: list[Path] = []
+    failed = len(found.problems)
+    done = 0
+    bar = tqdm(
+        list(zip(found.images, plans, strict=True)), desc="images", unit="image", disable=None
+    )
+    for image, plan in bar:
+        try:
+            rgb = read_image(image.path)
+            x = convention.preprocess(rgb)
+            height, width = rgb.shape[:2]
+            tile = predictors[heads[0]].tile_for(height, width, per_class=args.save_probs)
+            if args.tile is None and tile is not None:
+                needed = prediction_bytes(model, height, width, per_class=args.save_probs)
+                tqdm.write(
+                    f"fcnseg predict: note: {image.path}: {width}x{height} would take about "
+                    f"{format_bytes(needed or 0)}, over --max-memory {args.max_memory}; "
+                    f"running it in tiles of {tile} pixels (the same labels, more time)",
+                    file=sys.stderr,
+                )
+            outputs = _predict(predictors, x, args.save_probs)
+            label = outputs[heads[0]][0]
+            palette = head_palettes[heads[0]]
+            save_image(label_image(label, palette, args.format), plan["label"])
+            written.append(plan["label"])
+            blended = legend_overlay(rgb, label, palette, head_classes[heads[0]], args.alpha)
+            save_image(blended, plan["overlay"])
+            written.append(plan["overlay"])
+            for head in heads[1:]:
+                path = plan[f"head:{head}"]
+                save_image(label_image(outputs[head][0], head_palettes[head], args.format), path)
+                written.append(path)
+            if args.save_probs:
+                probabilities = {head: outputs[head][1] for head in heads}
+                save_bytes(probabilities_bytes(probabilities, head_classes), plan["probs"])
+                written.append(plan["probs"])
+            done += 1
+        except FcnsegError as error:
+            failed += 1
+            tqdm.write(f"fcnseg predict: error: {error}", file=sys.stderr)
+    bar.close()
+    print(_summary(written, done, len(found.images), args.out))
+    return 1 if failed else 0
+
+
+def _predict(
+    predictors: dict[str, Predictor], x: Any, probabilities: bool
+) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    results: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    for head, predictor in predictors.items():
+        if probabilities:
+            ((label, probs),) = predictor.predict_labels_and_proba([x])
+            results[head] = (label.numpy(), probs.numpy())
+        else:
+            (label,) = predictor.predict([x])
+            results[head] = (label.numpy(), None)
+    return results
+
+
+def _summary(written: list[Path], done: int, total: int, out: Path) -> str:
+    if not written:
+        return f"wrote nothing ({done} of {total} images segmented)"
+    names = [
+        str(path.relative_to(out)) if path.is_relative_to(out) else str(path) for path in written
+    ]
+    listed = ", ".join(names[:_LISTED])
+    more = f", and {len(names) - _LISTED} more" if len(names) > _LISTED else ""
+    return f"wrote {len(written)} files for {done} of {total} images to {out}: {listed}{more}"
