@@ -454,6 +454,11 @@ def run(args: argparse.Namespace) -> int:
         check_start(config)  # before the configuration is printed: nothing will run
         config = absolute_paths(config)
     context = distributed.setup(config.device)
+    if args.resume and sources["max_iter"] == FROM_FLAG and config.lr_policy == "poly":
+        note = (
+            f"note: under the poly policy, --max-iter {config.max_iter} changes the learning "
+            "rate of the steps to come (it decays to 0 at --max-iter)"
+        )
     if context.is_main:
         if note:
             print(note)
