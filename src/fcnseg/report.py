@@ -251,8 +251,9 @@ def plot_training(log: Sequence[Mapping[str, Any]], boundaries: Sequence[int] = 
     loss = np.array([e["loss"] for e in steps], dtype=np.float64)
     lr = np.array([e["lr"] for e in steps], dtype=np.float64)
     figure, (left, right) = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 3.6))
-    left.plot(iterations, loss, color="tab:blue", alpha=0.3, linewidth=0.8, label="each step")
     window = max(1, len(loss) // 50)
+    faint = {"alpha": 0.3, "linewidth": 0.8} if window > 1 else {}
+    left.plot(iterations, loss, color="tab:blue", label="each step", **faint)
     if window > 1:
         smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
         left.plot(
@@ -290,7 +291,7 @@ def plot_held_out(log: Sequence[Mapping[str, Any]], boundaries: Sequence[int] = 
             axes.plot(x, y, marker="o", markersize=4, label=METRIC_LABELS[key])
     axes.set(title="held-out metrics", xlabel="iteration", ylabel="percent")
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right", fontsize=8)
+    axes.legend(loc="best", fontsize=8)
     _stage_lines(axes, boundaries)
     figure.tight_layout()
     return _png(figure)
@@ -358,7 +359,7 @@ def plot_confusion(matrix: np.ndarray, names: Sequence[str]) -> bytes:
 @dataclass(frozen=True)
 class GalleryRow:
     """One held-out image for the gallery: its RGB, ground truth and prediction (H x W class
-    indices, void 255), and a title."""
+    indices, void 255), and a title (over the image; "image" when empty)."""
 
     title: str
     rgb: np.ndarray
@@ -396,12 +397,11 @@ def plot_gallery(
             "prediction": _colour(row.prediction, palette),
             "overlay": _blend(row.rgb, row.prediction, palette),
         }
-        for panel, ax in zip(panels, axes, strict=True):
+        for number, (panel, ax) in enumerate(zip(panels, axes, strict=True)):
             ax.imshow(pictures[panel], interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"{panel}", fontsize=9)
-        axes[0].set_ylabel(row.title, fontsize=9)
+            ax.set_title(row.title if number == 0 and row.title else panel, fontsize=9)
         for label in (row.truth, row.prediction):
             shown.update(int(v) for v in np.unique(label) if v < len(names))
     handles = [
@@ -446,12 +446,12 @@ def gallery_rows(
         for kind, score in picks:
             image, label = dataset[score.index]
             truth = (label[0] if label.dim() == 3 else label).numpy()
-            name = ""
+            name = f"#{score.index}"
             if samples is not None and hasattr(samples[score.index], "name"):
-                name = f" {samples[score.index].name}"
+                name = str(samples[score.index].name)
             title = (
-                f"{kind}: #{score.index}{name}\nmean IU {100 * score.mean_iu:.1f}, "
-                f"pixel acc. {100 * score.pixel_acc:.1f}"
+                f"{kind}: {name} (mean IU {100 * score.mean_iu:.1f}%, "
+                f"pixel acc. {100 * score.pixel_acc:.1f}%)"
             )
             rows.append(
                 GalleryRow(title, convention.deprocess(image), truth, _predict(model, image))
@@ -543,7 +543,8 @@ def render_html(
                 f"<figcaption>{html.escape(section.caption)}</figcaption></figure>"
             )
     parts.append("<h2>Configuration</h2>")
-    parts.append(f"<pre>{html.escape(config)}</pre>")
+    parts.append("<details><summary>the training configuration (config.json)</summary>")
+    parts.append(f"<pre>{html.escape(config)}</pre></details>")
     parts.append("</main></body></html>")
     return "\n".join(parts) + "\n"
 
