@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from fcnseg.data.synthetic import SYNTHETIC_INFO
 from fcnseg.errors import FcnsegError
 from fcnseg.io import atomic as atomic_module
 from fcnseg.io.weights import ModelMeta
+from fcnseg.train import checkpoint as checkpoint_module
 from fcnseg.train import recipe
 from fcnseg.train.checkpoint import (
     CheckpointFiles,
@@ -50,6 +52,18 @@ def resume(path: Path, model: fcnseg.models.FCN) -> None:
     """Restores the checkpoint ``path`` into ``model`` as resuming a run does."""
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     restore(path, model, optimizer, torch.amp.GradScaler("cpu", enabled=False))
+
+
+def resumable() -> dict:
+    """A training state that :func:`restore` takes."""
+    optimizer = torch.optim.SGD(tiny_model().parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    return {
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "best_mean_iu": 0.0,
+        "best_iteration": 0,
+    }
 
 
 def header_record(path: Path) -> dict:
@@ -136,26 +150,37 @@ def test_a_write_killed_midway_leaves_the_old_file(
             save_checkpoint(tmp_path / "last", tiny_model(1), metadata(2), {"optimizer": {}})
         monkeypatch.undo()
 
-        after = files.weights.read_bytes(), files.state.read_bytes()
-        old = dict(zip((files.weights, files.state), before, strict=True))
-        new = dict(zip((files.weights, files.state), after, strict=True))
-        assert new[killed_files[killed]] == old[killed_files[killed]]  # whole, and the old one
-        for later in killed_files[killed:]:
-            assert new[later] == old[later]  # nothing after the failed write was touched
+        # both files are the old ones: a failed weights write puts the old state back
+        assert (files.weights.read_bytes(), files.state.read_bytes()) == before
         assert sorted(p.name for p in tmp_path.iterdir()) == [
             "last.safetensors",
             "last.state.pt",
         ]  # no temporary file is left behind
-        if killed == 0:
-            state, meta = load_checkpoint(tmp_path / "last")
-            assert meta.iteration == 1 and load_training_state(tmp_path / "last")["iteration"] == 1
-            torch.testing.assert_close(state["score_fr.weight"], tiny_model(0).score_fr.weight)
-        else:  # new state beside old weights: the iterations tell them apart...
-            assert load_checkpoint(tmp_path / "last")[1].iteration == 1
-            assert load_training_state(tmp_path / "last")["iteration"] == 2
-            # ...and resuming from the mixed pair is refused
-            with pytest.raises(FcnsegError, match="interrupted save"):
-                resume(tmp_path / "last", tiny_model(0))
+        state, meta = load_checkpoint(tmp_path / "last")
+        assert meta.iteration == 1 and load_training_state(tmp_path / "last")["iteration"] == 1
+        torch.testing.assert_close(state["score_fr.weight"], tiny_model(0).score_fr.weight)
+
+
+def test_a_save_killed_between_its_writes_resumes_from_the_previous_state(
+    tmp_path: Path,
+) -> None:
+    # What kill -9 between the state write and the weights write leaves: the new state, the
+    # old weights, and the old state kept beside them (tests/train/test_faults.py kills real
+    # runs there).
+    save_checkpoint(tmp_path / "last", tiny_model(0), metadata(1), resumable())
+    files = CheckpointFiles.of(tmp_path / "last")
+    old_state = files.state.read_bytes()
+    checkpoint_module._keep_previous_state(files)
+    save_checkpoint(tmp_path / "other", tiny_model(1), metadata(2), resumable())
+    os.replace(CheckpointFiles.of(tmp_path / "other").state, files.state)
+    assert load_training_state(tmp_path / "last")["iteration"] == 2  # the mixed pair...
+    resume(tmp_path / "last", tiny_model(0))  # ...resumes from the previous state
+    assert files.state.read_bytes() == old_state and not files.previous_state.exists()
+    # with no previous state of the weights' iteration, the mixed pair is refused
+    save_checkpoint(tmp_path / "other", tiny_model(1), metadata(3), resumable())
+    os.replace(CheckpointFiles.of(tmp_path / "other").state, files.state)
+    with pytest.raises(FcnsegError, match="interrupted save"):
+        resume(tmp_path / "last", tiny_model(0))
 
 
 def test_weights_that_do_not_fit_their_metadata_are_refused(tmp_path: Path) -> None:

@@ -29,6 +29,38 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Removes the temporary files of :func:`atomic_write` calls that were killed midway
+    (``kill -9``, a power cut) in ``folder``: those whose process is no longer alive.
+
+    Returns:
+        The files removed.
+    """
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for temporary in folder.glob(".*.tmp"):
+        pid = temporary.name[: -len(".tmp")].rpartition(".")[2]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        temporary.unlink(missing_ok=True)
+        removed.append(temporary)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
 def _write(file: Any, data: bytes) -> None:
     file.write(data)
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from fcnseg.data import collate_pad
 from fcnseg.data.dataset import JointTransform
 from fcnseg.data.transforms import Compose, RandomCrop, RandomJitter, RandomMirror, RandomScale
+from fcnseg.errors import FcnsegError
 from fcnseg.train.recipes import TrainConfig
 
 
@@ -84,27 +86,81 @@ class StreamBatches:
         return torch.randperm(self.num_samples, generator=generator)
 
 
-class SeededSamples(Dataset):
-    """``dataset`` indexed by ``(index, position)``, augmented from the position's own seed."""
+@dataclass(frozen=True)
+class Unreadable:
+    """What the loader gives instead of a batch when one of its files cannot be read: the
+    reader's one-line error, naming the file. It travels as data, so that a DataLoader worker
+    does not wrap it in a traceback."""
 
-    def __init__(self, dataset: Dataset, transform: JointTransform | None, seed: int) -> None:
+    message: str
+
+
+class UnreadableImageError(FcnsegError):
+    """A training or held-out file could not be read (and bad files are not skipped)."""
+
+
+class SeededSamples(Dataset):
+    """``dataset`` indexed by ``(index, position)``, augmented from the position's own seed.
+
+    Each item is ``(image, label, skipped)``. A file the dataset cannot read (its reader's
+    :class:`~fcnseg.errors.FcnsegError`) makes the item :class:`Unreadable`, or, with
+    ``skip_bad``, is replaced by the next readable image of the dataset (in index order,
+    wrapping), augmented as the position's own would have been: ``skipped`` then holds the
+    errors met. The batch keeps its size, and which image replaces which depends on the files
+    alone, so a resumed run still repeats the uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        transform: JointTransform | None,
+        seed: int,
+        skip_bad: bool = False,
+    ) -> None:
         self.dataset = dataset
         self.transform = transform
         self.seed = seed
+        self.skip_bad = skip_bad
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(
+        self, key: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]] | Unreadable:
         index, position = key
-        image, label = self.dataset[index]
+        skipped: list[str] = []
+        for offset in range(len(self)):
+            try:
+                image, label = self.dataset[(index + offset) % len(self)]
+                break
+            except FcnsegError as error:
+                if not self.skip_bad:
+                    return Unreadable(str(error))
+                skipped.append(str(error))
+        else:
+            return Unreadable(f"no image of the training set can be read ({skipped[0]})")
         if self.transform is None:
-            return image, label
+            return image, label, tuple(skipped)
         # The transforms draw from torch's global generator; fork it so that the draws are
         # this position's, and the caller's generator is left as it was.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self.seed, "augment", position))
-            return self.transform(image, label)
+            image, label = self.transform(image, label)
+        return image, label, tuple(skipped)
+
+
+def collate_checked(
+    items: Sequence[tuple[torch.Tensor, torch.Tensor, tuple[str, ...]] | Unreadable],
+    ignore_index: int = 255,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]] | Unreadable:
+    """:func:`fcnseg.data.collate_pad` of :class:`SeededSamples` items: padded images and
+    labels and the errors of the files skipped, or the first :class:`Unreadable`."""
+    for item in items:
+        if isinstance(item, Unreadable):
+            return item
+    images, labels = collate_pad([(image, label) for image, label, _ in items], ignore_index)
+    return images, labels, tuple(message for *_, skipped in items for message in skipped)
 
 
 def augmentation(config: TrainConfig, ignore_index: int = 255) -> JointTransform | None:
@@ -136,8 +192,10 @@ def training_loader(
     world_size: int = 1,
     ignore_index: int = 255,
     pin_memory: bool = False,
+    skip_bad: bool = False,
 ) -> tuple[DataLoader, StreamBatches]:
-    """The endless loader of this process's forward passes, and its sampler."""
+    """The endless loader of this process's forward passes, and its sampler: each batch is
+    :func:`collate_checked`'s (see :class:`SeededSamples` for ``skip_bad``)."""
     sampler = StreamBatches(
         len(dataset),  # type: ignore[arg-type]
         batch_size=config.batch_size,
@@ -147,7 +205,7 @@ def training_loader(
         rank=rank,
         world_size=world_size,
     )
-    samples = SeededSamples(dataset, augmentation(config, ignore_index), config.seed)
+    samples = SeededSamples(dataset, augmentation(config, ignore_index), config.seed, skip_bad)
     extra: dict[str, Any] = {}
     if config.workers:
         extra = {"persistent_workers": True, "worker_init_fn": _ignore_interrupt}
@@ -155,7 +213,7 @@ def training_loader(
         samples,
         batch_sampler=sampler,
         num_workers=config.workers,
-        collate_fn=collate_pad,
+        collate_fn=functools.partial(collate_checked, ignore_index=ignore_index),
         pin_memory=pin_memory,
         **extra,
     )

@@ -17,7 +17,11 @@ exactly without it, on any number of processes.
 
 Each file is written atomically (:func:`fcnseg.io.atomic.atomic_write`), state first, so a
 write killed midway leaves the previous checkpoint whole. The iteration is recorded in both,
-so that files from different saves are never mixed silently.
+so that files from different saves are never mixed silently. Until the new weights are in
+place, the previous state stays beside them as ``.last.state.pt.previous`` (a hard link, no
+copy): a process killed between the two writes (``kill -9``, a power cut) leaves new state
+beside old weights, and :func:`restore` then takes the previous state, whose iteration is the
+weights'. A write that fails (a full disk) puts the previous state back at once.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ from fcnseg.train import distributed
 from fcnseg.train.recipes import TrainConfig
 
 
+class CheckpointWriteError(FcnsegError):
+    """A checkpoint could not be written (a full disk, say); the previous one is as it was."""
+
+
 @dataclass(frozen=True)
 class CheckpointFiles:
     """The files of one checkpoint."""
@@ -58,6 +66,11 @@ class CheckpointFiles:
         return cls(
             path.with_name(path.name + ".safetensors"), path.with_name(path.name + ".state.pt")
         )
+
+    @property
+    def previous_state(self) -> Path:
+        """The previous state, kept while a save replaces the pair (see the module)."""
+        return self.state.with_name(f".{self.state.name}.previous")
 
     def exists(self) -> bool:
         """Whether the weights were saved."""
@@ -117,16 +130,58 @@ def save_checkpoint(
 
     Returns:
         The weights file.
+
+    Raises:
+        CheckpointWriteError: a file cannot be written; the checkpoint that was there before
+            is left as it was.
     """
     files = CheckpointFiles.of(path)
-    if training_state is not None:
-        buffer = io.BytesIO()
-        torch.save({**training_state, "iteration": int(meta.iteration or 0)}, buffer)
-        try:
-            atomic_write(files.state, buffer.getvalue())
-        except OSError as error:
-            raise FcnsegError(f"{files.state}: cannot write: {error.strerror or error}") from None
-    return save_weights(files.weights, model.state_dict(), meta)
+    if training_state is None:
+        return _save_weights(files.weights, model, meta)
+    buffer = io.BytesIO()
+    torch.save({**training_state, "iteration": int(meta.iteration or 0)}, buffer)
+    kept = _keep_previous_state(files)
+    try:
+        atomic_write(files.state, buffer.getvalue())
+    except OSError as error:
+        _put_back_previous_state(files)  # the state file is as it was
+        raise CheckpointWriteError(
+            f"{files.state}: cannot write: {error.strerror or error}"
+        ) from None
+    try:
+        written = _save_weights(files.weights, model, meta)
+    except BaseException:
+        if kept:  # the old weights stay: so does their state
+            os.replace(files.previous_state, files.state)
+        raise
+    files.previous_state.unlink(missing_ok=True)
+    return written
+
+
+def _save_weights(path: Path, model: nn.Module, meta: ModelMeta) -> Path:
+    try:
+        return save_weights(path, model.state_dict(), meta)
+    except FcnsegError as error:  # it fails only to write
+        raise CheckpointWriteError(str(error)) from None
+
+
+def _keep_previous_state(files: CheckpointFiles) -> bool:
+    """Links the current state to ``files.previous_state`` (replacing a stale one); False
+    when there is no current state."""
+    files.previous_state.unlink(missing_ok=True)
+    if not files.state.is_file():
+        return False
+    try:
+        os.link(files.state, files.previous_state)
+    except OSError:  # a file system without hard links: a rename keeps it as well
+        os.replace(files.state, files.previous_state)
+    return True
+
+
+def _put_back_previous_state(files: CheckpointFiles) -> None:
+    if files.previous_state.is_file() and not files.state.is_file():
+        os.replace(files.previous_state, files.state)
+    files.previous_state.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], ModelMeta]:
@@ -146,10 +201,14 @@ def load_training_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     files = CheckpointFiles.of(path)
     if not files.state.is_file():
         raise FcnsegError(f"{files.state}: training state not found; cannot resume")
+    return _read_state(files.state)
+
+
+def _read_state(path: Path) -> dict[str, Any]:
     try:
-        return torch.load(files.state, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch.load fails in many ways on a bad file
-        raise FcnsegError(f"{files.state}: cannot read training state ({error})") from None
+        raise FcnsegError(f"{path}: cannot read training state ({error})") from None
 
 
 def save_run(
@@ -192,6 +251,12 @@ def restore(
         raise FcnsegError(f"{path.parent}: no checkpoint to resume ({files.weights.name} missing)")
     state_dict, meta = load_checkpoint(path)
     load_state_dict(model, state_dict, files.weights)
+    if files.previous_state.is_file():
+        # a save killed between its two writes: the weights may be the previous save's
+        previous = _read_state(files.previous_state)
+        if previous["iteration"] == meta.iteration:
+            files.state.unlink(missing_ok=True)
+            os.replace(files.previous_state, files.state)
     training = load_training_state(path)
     if training["iteration"] != meta.iteration:
         raise FcnsegError(

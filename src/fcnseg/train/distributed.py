@@ -70,3 +70,19 @@ def barrier(context: Context) -> None:
     """Waits for every process (after rank 0 writes a checkpoint the others will read)."""
     if context.distributed:
         dist.barrier()
+
+
+def first_failure(message: str | None, context: Context) -> str | None:
+    """The first process's failure (``message``: this process's, or None), the same in every
+    process, so that all of them stop together rather than wait for one that has stopped.
+
+    One summed flag per call; the messages travel only when some process failed.
+    """
+    if not context.distributed:
+        return message
+    failed = all_reduce_sum(torch.tensor([float(message is not None)]), context)
+    if failed[0] == 0:
+        return None
+    messages: list[str | None] = [None] * context.world_size
+    dist.all_gather_object(messages, message)
+    return next(m for m in messages if m is not None)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
+
+from fcnseg.errors import FcnsegError
+from fcnseg.io.atomic import atomic_write
 
 
 class RunLog:
@@ -39,6 +44,7 @@ class RunLog:
             unit="it",
         )
         self.tensorboard = None
+        self.iteration = start
         if not enabled:
             return
         folder.mkdir(parents=True, exist_ok=True)
@@ -52,6 +58,7 @@ class RunLog:
 
     def step(self, iteration: int, loss: float, lr: float, images_per_s: float) -> None:
         """Records a training step."""
+        self.iteration = iteration
         if not self.enabled:
             return
         self._write({"iteration": iteration, "loss": loss, "lr": lr, "images_per_s": images_per_s})
@@ -79,33 +86,54 @@ class RunLog:
                 if record.get(key) is not None:
                     self.tensorboard.add_scalar(f"val/{key}", record[key], iteration)
 
+    def skipped(self, error: str, iteration: int | None = None) -> None:
+        """Records a file skipped as unreadable (``error`` names it) at ``iteration`` (by
+        default the last step's); every process says so, the main one in the log too."""
+        iteration = self.iteration if iteration is None else iteration
+        if not self.enabled:
+            print(f"skipped at iteration {iteration}: {error}", file=sys.stderr, flush=True)
+            return
+        self._write({"iteration": iteration, "skipped": error})
+        self.message(f"skipped at iteration {iteration}: {error}")
+
     def message(self, text: str) -> None:
         """A line for the user, printed above the progress bar."""
         if self.enabled:
             self.bar.write(text)
 
     def _write(self, entry: dict[str, Any]) -> None:
-        self.file.write(json.dumps({**entry, "time": round(time.time(), 3)}) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps({**entry, "time": round(time.time(), 3)}) + "\n")
+            self.file.flush()
+        except OSError as error:
+            raise FcnsegError(f"{self.path}: cannot write: {error.strerror or error}") from None
 
     def close(self) -> None:
         """Closes the bar and the files."""
         self.bar.close()
         if self.enabled:
-            self.file.close()
+            with contextlib.suppress(OSError):  # a full disk: the lines are lost, said once
+                self.file.close()
             if self.tensorboard is not None:
                 self.tensorboard.close()
 
 
 def _truncate(path: Path, start: int) -> None:
+    """Cuts the log back to the entries of steps up to ``start``, the step the run resumes at:
+    a run killed after its last checkpoint logged steps that will be taken again, and one
+    killed while writing (``kill -9``, a full disk) left a torn last line. Rewritten
+    atomically, so that a kill here leaves the log as it was."""
     if not path.is_file():
         return
-    kept = [
-        line
-        for line in path.read_text().splitlines()
-        if line.strip() and json.loads(line).get("iteration", 0) <= start
-    ]
-    path.write_text("".join(line + "\n" for line in kept))
+    kept = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # torn: the step it was for is taken again
+        if isinstance(entry, dict) and entry.get("iteration", 0) <= start:
+            kept.append(line + "\n")
+    atomic_write(path, "".join(kept).encode())
 
 
 def read_log(folder: Path | str) -> list[dict[str, Any]]:

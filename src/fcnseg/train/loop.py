@@ -23,18 +23,21 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
+from fcnseg.data import collate_pad
 from fcnseg.errors import FcnsegError
-from fcnseg.evaluation import evaluate, evaluation_loader, head_class_names, metrics_record
+from fcnseg.evaluation import evaluate, head_class_names, metrics_record
+from fcnseg.io.atomic import atomic_write, remove_stale_temporaries
 from fcnseg.io.weights import ModelMeta, load_model
 from fcnseg.models import FCN, build_model, init_from_coarser
 from fcnseg.models.geometry import Geometry
 from fcnseg.runtime import amp_dtype as resolve_amp_dtype
 from fcnseg.runtime import autocast
 from fcnseg.train import distributed
-from fcnseg.train.batches import derive_seed, training_loader
+from fcnseg.train.batches import Unreadable, UnreadableImageError, derive_seed, training_loader
 from fcnseg.train.budget import check_sizes
 from fcnseg.train.checkpoint import (
     CheckpointFiles,
+    CheckpointWriteError,
     TrainState,
     load_checkpoint,
     restore,
@@ -55,6 +58,8 @@ from fcnseg.train.recipes import (
 
 # A stop condition: called after every step with the steps done; True stops the run there.
 StopCondition = Callable[[int], bool]
+# A forward pass: images, labels, the seed of its random draws, the bad files it skipped.
+Pass = tuple[torch.Tensor, torch.Tensor, int, tuple[str, ...]]
 
 
 class DivergedError(FcnsegError):
@@ -166,7 +171,7 @@ def train_steps(
     net: nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
-    passes: Iterator[tuple[torch.Tensor, torch.Tensor, int]],
+    passes: Iterator[Pass],
     config: TrainConfig,
     settings: StepSettings,
     context: distributed.Context,
@@ -191,10 +196,19 @@ def train_steps(
             config.lr, config.lr_policy, state.iteration, config.max_iter, config.poly_power
         )
         set_learning_rate(optimizer, lr)
-        step_passes = [next(passes) for _ in range(config.accumulation)]
+        step_passes = _next_passes(passes, config.accumulation, context)
+        for *_, skipped in step_passes:
+            for message in skipped:
+                log.skipped(message, state.iteration + 1)
         try:
             loss, interrupted = train_step(
-                net, optimizer, scaler, step_passes, settings, context, interrupt
+                net,
+                optimizer,
+                scaler,
+                [(images, labels, seed) for images, labels, seed, _ in step_passes],
+                settings,
+                context,
+                interrupt,
             )
         except DivergedError as error:
             raise DivergedError(f"{error} at iteration {state.iteration + 1}") from None
@@ -203,6 +217,20 @@ def train_steps(
         if interrupted or _stop_requested(stop, state.iteration, context):
             return False
     return True
+
+
+def _next_passes(passes: Iterator[Pass], count: int, context: distributed.Context) -> list[Pass]:
+    """The next step's passes; under DDP every process stops when any meets a bad file."""
+    taken: list[Pass] = []
+    failure = None
+    try:
+        taken = [next(passes) for _ in range(count)]
+    except UnreadableImageError as error:
+        failure = str(error)
+    failure = distributed.first_failure(failure, context)
+    if failure is not None:
+        raise UnreadableImageError(failure)
+    return taken
 
 
 def _stop_requested(
@@ -250,6 +278,7 @@ def fit(
     progress: bool = True,
     stop: StopCondition | None = None,
     memory_budget: int | None = None,
+    skip_bad_images: bool = False,
 ) -> FitResult:
     """Trains a model as ``config`` says, evaluating and checkpointing into ``out_dir``.
 
@@ -276,6 +305,16 @@ def fit(
             scored and saved as at its end, and stops (``FitResult.stopped``); see
             :func:`time_budget`.
         memory_budget: bytes a training step may take; None for what the device has free.
+        skip_bad_images: a file that cannot be read is logged and skipped (training images
+            are replaced by the next readable one, held-out images left out of the score;
+            see :class:`fcnseg.train.batches.SeededSamples`); by default the run saves
+            ``last`` and stops, naming the file.
+
+    Faults: a run killed at any moment (``kill -9``, a power cut) resumes from ``last`` and
+    repeats the uninterrupted run exactly, log included (:mod:`fcnseg.train.checkpoint`,
+    :class:`fcnseg.train.log.RunLog`); a run killed before its first checkpoint starts over
+    when resumed. A checkpoint that cannot be written (a full disk) stops the run, the
+    previous checkpoint intact.
 
     Returns:
         The model, the last evaluation's :func:`fcnseg.evaluate.metrics_record` (None
@@ -284,9 +323,15 @@ def fit(
     Raises:
         FcnsegError: a refused start, size or resumed configuration (one line).
         DivergedError: the loss became NaN or infinite (``last`` keeps the last good step).
+        UnreadableImageError: a file cannot be read (without ``skip_bad_images``), once
+            ``last`` is saved.
+        CheckpointWriteError: a checkpoint cannot be written; the previous one is intact.
         KeyboardInterrupt: after Ctrl-C, once ``last`` is saved.
     """
     out = Path(out_dir)
+    starting_over = resume and not CheckpointFiles.of(out / "last").exists()
+    if starting_over:
+        resume = False  # killed before its first checkpoint: there is nothing to go on from
     if not resume:
         check_start(config)
     config = absolute_paths(config)
@@ -319,10 +364,25 @@ def fit(
     amp_dtype = resolve_amp_dtype(config.amp, context.device)
     scaler = torch.amp.GradScaler(context.device.type, enabled=amp_dtype == torch.float16)
     state = TrainState()
+    if context.is_main:
+        remove_stale_temporaries(out)  # of writes killed midway
+    distributed.barrier(context)
+    pending_evaluation = False
     if resume:
         state, saved = restore(out / "last", model, optimizer, scaler)
         _check_resumed_config(out / "last", saved, config)
         convention = saved.input_convention
+        # saved at an evaluation's step but not scored (stopped there by Ctrl-C or a bad
+        # held-out file): score it now, as the uninterrupted run did
+        pending_evaluation = (
+            val_set is not None
+            and saved.metrics is None
+            and state.iteration > 0
+            and (
+                state.iteration == config.max_iter
+                or (config.eval_every > 0 and state.iteration % config.eval_every == 0)
+            )
+        )
     elif CheckpointFiles.of(out / "last").exists():
         raise FcnsegError(f"{out}: already holds a run; resume it or choose another folder")
     for dataset in (train_set, val_set):
@@ -336,8 +396,7 @@ def fit(
         dataset.convention = convention  # type: ignore[attr-defined]
     meta = training_meta(config, info, convention, head_class_names(train_set))
     if context.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(config.to_json() + "\n")
+        write_config(out / "config.json", config)
 
     net: nn.Module = model
     if context.distributed:
@@ -355,7 +414,9 @@ def fit(
         info.ignore_index,
         context.distributed,
     )
-    passes = _passes(train_set, config, context, state.iteration, info.ignore_index)
+    passes = _passes(
+        train_set, config, context, state.iteration, info.ignore_index, skip_bad_images
+    )
     log = RunLog(
         out,
         start=state.iteration,
@@ -363,10 +424,17 @@ def fit(
         enabled=context.is_main,
         progress=progress,
     )
+    if starting_over:
+        log.message(f"{out}: no checkpoint saved yet; the run starts over")
     record = None
     stopped = False
     try:
         with stop_on_interrupt() as interrupt:
+            if pending_evaluation:
+                record = evaluate_held_out(model, val_set, context, skip_bad_images, log)
+                log.evaluation(state.iteration, record)
+                with _saving(out, state.iteration):
+                    checkpoint(out, model, optimizer, scaler, meta, state, record, context)
             while state.iteration < config.max_iter and not stopped:
                 steps = steps_to_evaluation(config, state.iteration)
                 finished = train_steps(
@@ -384,7 +452,8 @@ def fit(
                     stop,
                 )
                 if not finished and interrupt.requested:
-                    save_run(out / "last", model, optimizer, scaler, meta, state, None, context)
+                    with _saving(out, state.iteration):
+                        save_run(out / "last", model, optimizer, scaler, meta, state, None, context)
                     log.message(f"interrupted at iteration {state.iteration}; saved {out / 'last'}")
                     raise KeyboardInterrupt
                 if not finished:
@@ -395,9 +464,18 @@ def fit(
                     )
                 record = None
                 if val_set is not None:
-                    record = evaluate_held_out(model, val_set, context)
+                    record = evaluate_held_out(model, val_set, context, skip_bad_images, log)
                     log.evaluation(state.iteration, record)
-                checkpoint(out, model, optimizer, scaler, meta, state, record, context)
+                with _saving(out, state.iteration):
+                    checkpoint(out, model, optimizer, scaler, meta, state, record, context)
+    except UnreadableImageError as error:
+        # the steps done are whole (a step's files are read before it starts): keep them
+        with _saving(out, state.iteration):
+            save_run(out / "last", model, optimizer, scaler, meta, state, None, context)
+        raise UnreadableImageError(
+            f"{error}; stopped at iteration {state.iteration}, saved {out / 'last'}: replace "
+            "the file and --resume, or --resume with --skip-bad-images"
+        ) from None
     except DivergedError as error:
         last = CheckpointFiles.of(out / "last")
         kept = "no checkpoint saved yet"
@@ -408,6 +486,33 @@ def fit(
         log.close()
         passes.close()  # stops the DataLoader's workers
     return FitResult(model, record, state.iteration, stopped)
+
+
+def write_config(path: Path, config: TrainConfig) -> None:
+    """Writes a run's ``config.json`` atomically (a kill leaves the old one whole)."""
+    try:
+        atomic_write(path, (config.to_json() + "\n").encode())
+    except OSError as error:
+        raise FcnsegError(f"{path}: cannot write: {error.strerror or error}") from None
+
+
+@contextlib.contextmanager
+def _saving(out: Path, iteration: int) -> Iterator[None]:
+    """Turns a checkpoint that cannot be written into one line naming the run folder, the
+    cause and what is left."""
+    try:
+        yield
+    except CheckpointWriteError as error:
+        last = CheckpointFiles.of(out / "last")
+        kept = (
+            f"the previous checkpoint, {last.weights.name}, is intact"
+            if last.exists()
+            else "no checkpoint was saved before"
+        )
+        raise CheckpointWriteError(
+            f"{out}: cannot save the checkpoint of iteration {iteration} ({error}); {kept}: "
+            "free space, then --resume"
+        ) from None
 
 
 def initialize(model: FCN, spec: str) -> Any:
@@ -446,9 +551,14 @@ def _passes(
     context: distributed.Context,
     start: int,
     ignore_index: int,
-) -> Generator[tuple[torch.Tensor, torch.Tensor, int], None, None]:
-    """This process's forward passes from step ``start`` on: images, labels and the seed of
-    the pass's own random draws (dropout, loss sampling)."""
+    skip_bad_images: bool = False,
+) -> Generator[Pass, None, None]:
+    """This process's forward passes from step ``start`` on: images, labels, the seed of
+    the pass's own random draws (dropout, loss sampling) and the bad files skipped.
+
+    Raises:
+        UnreadableImageError: a file of the pass cannot be read (without ``skip_bad_images``).
+    """
     loader, sampler = training_loader(
         dataset,
         config,
@@ -457,18 +567,27 @@ def _passes(
         world_size=context.world_size,
         ignore_index=ignore_index,
         pin_memory=context.device.type == "cuda",
+        skip_bad=skip_bad_images,
     )
     batches = iter(loader)
     step = start
     while True:
         for forward_pass in range(config.accumulation):
             seed = derive_seed(config.seed, "pass", sampler.pass_number(step, forward_pass))
-            yield (*next(batches), seed)
+            batch = next(batches)
+            if isinstance(batch, Unreadable):
+                raise UnreadableImageError(batch.message)
+            images, labels, skipped = batch
+            yield images, labels, seed, skipped
         step += 1
 
 
 def evaluate_held_out(
-    model: nn.Module, dataset: Dataset, context: distributed.Context
+    model: nn.Module,
+    dataset: Dataset,
+    context: distributed.Context,
+    skip_bad_images: bool = False,
+    log: RunLog | None = None,
 ) -> dict[str, Any]:
     """The model's metrics on the held-out set, each process scoring its share.
 
@@ -476,19 +595,48 @@ def evaluate_held_out(
     so that the number saved with a checkpoint (and the choice of ``best``) is that
     checkpoint's score: padding images of different sizes into one batch changes the
     predictions near their borders, and autocast changes them everywhere.
+
+    Raises:
+        UnreadableImageError: a file cannot be read, in any process; with
+            ``skip_bad_images`` it is left out of the score instead (and logged).
     """
     info = dataset.info  # type: ignore[attr-defined]
-    loader = evaluation_loader(
-        dataset, batch_size=1, rank=context.rank, world_size=context.world_size
-    )
+    failures: list[str] = []
     metrics = evaluate(
         model,
-        loader,
+        _held_out_batches(dataset, context, skip_bad_images, failures, log),
         info.num_classes,
         ignore_index=info.ignore_index,
         device=context.device,
     )
+    failure = distributed.first_failure(failures[0] if failures else None, context)
+    if failure is not None:
+        raise UnreadableImageError(failure)
     return metrics_record(metrics, info.class_names, head_class_names(dataset))
+
+
+def _held_out_batches(
+    dataset: Dataset,
+    context: distributed.Context,
+    skip_bad_images: bool,
+    failures: list[str],
+    log: RunLog | None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """This process's share of the held-out images one at a time, as
+    :func:`fcnseg.evaluation.evaluation_loader` gives them; a file that cannot be read ends
+    the share (recorded in ``failures``, so that every process still reduces its histogram)
+    or, with ``skip_bad_images``, is left out."""
+    for index in range(context.rank, len(dataset), context.world_size):  # type: ignore[arg-type]
+        try:
+            image, label = dataset[index]
+        except FcnsegError as error:
+            if not skip_bad_images:
+                failures.append(str(error))
+                return
+            if log is not None:
+                log.skipped(str(error))
+            continue
+        yield collate_pad([(image, label)])
 
 
 def checkpoint(
@@ -519,6 +667,7 @@ def fit_staged(
     progress: bool = True,
     stop: StopCondition | None = None,
     memory_budget: int | None = None,
+    skip_bad_images: bool = False,
 ) -> FitResult | None:
     """FCN-32s, then FCN-16s from it, then FCN-8s from that (section 4.2), in one call.
 
@@ -562,6 +711,7 @@ def fit_staged(
             progress=progress,
             stop=stop,
             memory_budget=memory_budget,
+            skip_bad_images=skip_bad_images,
         )
         previous = folder
         if result.stopped:
