@@ -11,8 +11,10 @@ from fcnseg.train.checkpoint import (
 from fcnseg.train.loop import (
     DivergedError,
     FitResult,
+    StopCondition,
     fit,
     fit_staged,
+    time_budget,
     train_step,
     train_steps,
 )
@@ -26,6 +28,7 @@ from fcnseg.train.optim import build_optimizer, learning_rate, param_groups, set
 from fcnseg.train.recipes import (
     RECIPES,
     TrainConfig,
+    check_start,
     list_recipes,
     recipe,
     staged_configs,
@@ -37,9 +40,11 @@ __all__ = [
     "CheckpointFiles",
     "DivergedError",
     "FitResult",
+    "StopCondition",
     "TrainConfig",
     "TrainState",
     "build_optimizer",
+    "check_start",
     "class_frequencies",
     "fit",
     "fit_staged",
@@ -57,6 +62,7 @@ __all__ = [
     "set_learning_rate",
     "staged_configs",
     "staged_models",
+    "time_budget",
     "train_step",
     "train_steps",
 ]
