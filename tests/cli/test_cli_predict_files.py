@@ -115,6 +115,12 @@ def test_globs_and_an_out_folder_inside_the_inputs(
         "sub/p2_overlay.png",
     ]
     assert _predict(checkpoint, str(folder), "--out", str(out)) == 0
+    capsys.readouterr()
+    # into another folder: the first run's outputs are known by their mark and left out
+    assert _predict(checkpoint, str(folder), "--out", str(tmp_path / "elsewhere")) == 0
+    captured = capsys.readouterr()
+    assert "wrote 4 files for 2 of 2 images" in captured.out
+    assert "skipped 4 PNGs an earlier fcnseg predict wrote" in captured.err
     assert _predict(checkpoint, str(tmp_path / "*.gif"), "--out", str(out)) == 1
     assert "no files match" in one_error_line(capsys.readouterr().err)
 

@@ -160,6 +160,13 @@ def run(args: argparse.Namespace) -> int:
     found = gather_images(args.images, exclude=args.out)
     for line in found.skipped:
         print(f"fcnseg predict: skipped {line}", file=sys.stderr)
+    if found.earlier_outputs:
+        count, first = len(found.earlier_outputs), found.earlier_outputs[0]
+        print(
+            f"fcnseg predict: skipped {count} PNG{'s' if count > 1 else ''} an earlier fcnseg "
+            f"predict wrote ({first}{', ...' if count > 1 else ''})",
+            file=sys.stderr,
+        )
     for line in found.problems:
         print(f"fcnseg predict: error: {line}", file=sys.stderr)
     plans = plan_outputs(found.images, args.out, kinds)  # refuses before anything is written
@@ -209,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
             save_image(label_image(label, palette, args.format), plan["label"])
             written.append(plan["label"])
             blended = legend_overlay(rgb, label, palette, head_classes[heads[0]], args.alpha)
-            save_image(blended, plan["overlay"])
+            save_image(blended, plan["overlay"], "overlay")
             written.append(plan["overlay"])
             for head in heads[1:]:
                 path = plan[f"head:{head}"]

@@ -14,7 +14,8 @@ rule, :func:`plan_outputs`:
 - **Never over an input.** An output that would be an input file, or would be written into
   a folder that holds an input image, is refused before anything is written: the images'
   own folders are never written. An ``--out`` inside a searched folder is fine; it is left
-  out of the search.
+  out of the search, and so is any PNG an earlier ``fcnseg predict`` wrote (they carry a
+  mark, :func:`fcnseg.inference.outputs.is_prediction`), wherever it lies.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 from fcnseg.errors import FcnsegError
+from fcnseg.inference.outputs import is_prediction
 
 # Extensions taken from folders (lower case); PIL reads all of them.
 IMAGE_SUFFIXES = (
@@ -68,12 +70,14 @@ class Gathered:
         problems: one line per argument that named nothing usable (no such file, a pattern
             matching nothing, a folder without images); these are errors.
         skipped: one line per file in a searched folder that is not an image (by its
-            extension); these are notes, not errors.
+            extension), or link not followed; these are notes, not errors.
+        earlier_outputs: PNGs an earlier ``fcnseg predict`` wrote, found and left out.
     """
 
     images: list[ImageInput] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    earlier_outputs: list[Path] = field(default_factory=list)
 
 
 def gather_images(
@@ -110,6 +114,9 @@ def gather_images(
             for match in map(Path, matches):
                 if excluded is not None and _absolute(match).is_relative_to(excluded):
                     continue  # the outputs of an earlier run
+                if is_prediction(match):
+                    found.earlier_outputs.append(match)
+                    continue
                 if match.is_dir():
                     _search(match, match, excluded, add, found)
                 else:
@@ -167,23 +174,38 @@ def _search(
     add: Callable[[Path, Path], None],
     found: Gathered,
 ) -> None:
-    before = len(found.images)
-    for root, folders, files in os.walk(folder):
+    images = 0
+    # Linked folders are followed, each real folder once, but not a link back up to the
+    # searched folder or above it (which would search all of that).
+    top = Path(os.path.realpath(folder))
+    visited = {top}
+    skip = None if excluded is None else Path(os.path.realpath(excluded))
+    for root, folders, files in os.walk(folder, followlinks=True):
         here = Path(root)
-        folders[:] = sorted(
-            name
-            for name in folders
-            if not name.startswith(".") and (excluded is None or _absolute(here / name) != excluded)
-        )
+        kept = []
+        for name in sorted(folders):
+            real = Path(os.path.realpath(here / name))
+            if name.startswith(".") or real == skip or real in visited:
+                continue
+            if top.is_relative_to(real):
+                found.skipped.append(f"{here / name}: a link to a folder above, not searched")
+                continue
+            visited.add(real)
+            kept.append(name)
+        folders[:] = kept
         for name in sorted(files):
             path = here / name
             if name.startswith("."):
                 continue
             if path.suffix.lower() in IMAGE_SUFFIXES:
-                add(path, base)
+                images += 1
+                if is_prediction(path):
+                    found.earlier_outputs.append(path)
+                else:
+                    add(path, base)
             else:
                 found.skipped.append(f"{path}: not an image file ({path.suffix or 'no extension'})")
-    if len(found.images) == before:
+    if images == 0:
         found.problems.append(
             f"{folder}: no image files in it ({', '.join(IMAGE_SUFFIXES)}, in any subfolder)"
         )

@@ -11,7 +11,10 @@
   float32, each pixel's sum 1), ``classes`` (K names) and, for a net of several heads,
   ``probs_<head>`` and ``classes_<head>`` for the others.
 
-Every file is written whole or not at all (:func:`fcnseg.io.atomic.atomic_write`).
+Every file is written whole or not at all (:func:`fcnseg.io.atomic.atomic_write`). Every
+PNG carries the text chunk ``fcnseg`` (``predict label``, ``predict overlay``), by which a
+later run that searches a folder knows its own outputs and leaves them out
+(:func:`is_prediction`).
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from fcnseg.data import colorize, overlay
 from fcnseg.errors import FcnsegError
 from fcnseg.io.atomic import atomic_write
 
 LABEL_FORMATS = ("palette", "index")
+# The PNG text chunk that marks fcnseg predict's outputs.
+OUTPUT_MARK = "fcnseg"
 
 
 def label_image(
@@ -111,15 +116,30 @@ def probabilities_bytes(
     return buffer.getvalue()
 
 
-def save_image(image: Image.Image, path: Path) -> None:
-    """Writes a PNG whole or not at all.
+def save_image(image: Image.Image, path: Path, kind: str = "label") -> None:
+    """Writes a PNG whole or not at all, marked as a ``kind`` output of fcnseg predict.
 
     Raises:
         FcnsegError: it cannot be written (naming the file).
     """
+    info = PngImagePlugin.PngInfo()
+    info.add_text(OUTPUT_MARK, f"predict {kind}")
+    info.add_text("Software", "fcnseg predict")
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", pnginfo=info)
     save_bytes(buffer.getvalue(), path)
+
+
+def is_prediction(path: Path) -> bool:
+    """Whether ``path`` is a PNG fcnseg predict wrote (it carries the ``fcnseg`` text chunk;
+    only the file's header is read)."""
+    if path.suffix.lower() != ".png":
+        return False
+    try:
+        with Image.open(path) as image:
+            return OUTPUT_MARK in image.info
+    except Exception:  # noqa: BLE001 - anything unreadable is not ours
+        return False
 
 
 def save_bytes(data: bytes, path: Path) -> None:
