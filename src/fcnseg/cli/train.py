@@ -6,7 +6,10 @@ random weights), and says so in one line. Every run, new or resumed, starts by p
 whole configuration, each value with where it came from.
 
 Under ``torchrun --nproc-per-node N -m fcnseg.cli train ...`` every process runs this command
-and trains its share of each step (``fcnseg.train.distributed``).
+and trains its share of each step (``fcnseg.train.distributed``). When torchrun restarts the
+job after a process died (``--max-restarts``), the command resumes from ``last`` by itself,
+provided ``--out`` holds a run configured exactly as the command asks (otherwise it is refused
+as any new run into a used folder is); a job killed before its first checkpoint starts over.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from fcnseg.models import list_models
 from fcnseg.runtime import AMP_MODES, DEVICES
 from fcnseg.train import TrainConfig, distributed, fit, fit_staged, list_recipes
 from fcnseg.train.budget import GIB
-from fcnseg.train.loop import time_budget
+from fcnseg.train.loop import time_budget, write_config
 from fcnseg.train.recipes import (
     FROM_FLAG,
     RECIPES,
@@ -151,6 +154,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=float,
         metavar="MINUTES",
         help="stop after this many minutes, scored and saved; --resume goes on (default: none)",
+    )
+    parser.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="a file that cannot be read is logged and skipped: a training image is replaced "
+        "by the next readable one, a held-out image left out of the score (default: the run "
+        "saves last and stops, naming the file)",
     )
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar (default: shown)"
@@ -453,6 +463,12 @@ def run(args: argparse.Namespace) -> int:
             raise FcnsegError(f"--root is required for dataset '{config.dataset}'")
         check_start(config)  # before the configuration is printed: nothing will run
         config = absolute_paths(config)
+    resume = args.resume
+    restart = distributed.elastic_restart()
+    if not resume and restart and _holds_run(out, config):
+        # torchrun restarted the job after a process died: go on from the last checkpoint
+        resume = True
+        note = f"torchrun restart {restart}: resuming {out} from its last checkpoint"
     context = distributed.setup(config.device)
     if args.resume and sources["max_iter"] == FROM_FLAG and config.lr_policy == "poly":
         note = (
@@ -462,17 +478,21 @@ def run(args: argparse.Namespace) -> int:
     if context.is_main:
         if note:
             print(note)
-        action = "resuming" if args.resume else "training"
+        action = "resuming" if resume else "training"
         print(f"{action} {out} with (value, then where it came from):")
         print(describe_config(config, sources), flush=True)
     stop = time_budget(60 * args.time_budget) if args.time_budget is not None else None
     budget = None if args.memory_budget is None else int(args.memory_budget * GIB)
-    options = {"resume": args.resume, "progress": not args.no_progress, "stop": stop}
+    options = {
+        "resume": resume,
+        "progress": not args.no_progress,
+        "stop": stop,
+        "skip_bad_images": args.skip_bad_images,
+    }
     try:
         if config.stages or config.recipe == "staged":
             if context.is_main:
-                out.mkdir(parents=True, exist_ok=True)
-                (out / "config.json").write_text(config.to_json() + "\n")
+                write_config(out / "config.json", config)
             result = fit_staged(config, out, memory_budget=budget, **options)
         else:
             result = fit(config, out, memory_budget=budget, **options)
@@ -489,6 +509,15 @@ def run(args: argparse.Namespace) -> int:
     if context.is_main and result is not None and result.stopped:
         print(f"stopped by --time-budget at iteration {result.iteration}; --resume goes on")
     return 0
+
+
+def _holds_run(out: Path, config: TrainConfig) -> bool:
+    """Whether ``out`` holds a run configured exactly as ``config`` (a job restarted by
+    torchrun finds the one it started)."""
+    try:
+        return _saved_config(out).to_dict() == config.to_dict()
+    except FcnsegError:
+        return False
 
 
 def _saved_config(out: Path) -> TrainConfig:

@@ -51,6 +51,12 @@ def setup(preference: str = "auto") -> Context:
     return Context(dist.get_rank(), dist.get_world_size(), device)
 
 
+def elastic_restart() -> int:
+    """How many times ``torchrun`` has restarted this job (``--max-restarts``): 0 on its
+    first attempt and outside torchrun."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+
+
 def teardown(context: Context) -> None:
     """Leaves the process group, if this process joined one."""
     if context.distributed and dist.is_initialized():
