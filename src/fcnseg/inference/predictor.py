@@ -44,7 +44,9 @@ class Predictor:
 
     Args:
         model: an FCN (or a net of FCNs); it is copied and prepared by
-            :func:`~fcnseg.inference.optimize_for_inference`.
+            :func:`~fcnseg.inference.optimize_for_inference`. A model marked ``runs_as_is``
+            (an exported ONNX graph, :class:`fcnseg.inference.OnnxModel`) runs as it is, in
+            fp32 (``precision`` ``auto`` or ``fp32``).
         precision: ``fp32`` (the default: the model's numbers to about 1e-7), ``bf16``, ``fp16`` or
             ``auto``.
         tile: the largest window side, in pixels; ``None`` runs every image whole (or as
