@@ -321,3 +321,49 @@ def test_a_bad_held_out_image_is_scored_when_the_run_resumes(tmp_path: Path, tin
     assert fcnseg.load_model(tmp_path / "run" / "best").meta.iteration == (
         fcnseg.load_model(tmp_path / "whole" / "best").meta.iteration
     )
+
+
+def torchrun(args: list[str], *, kill: tuple[str, int, int] | None = None) -> None:
+    """A 2-process gloo job under ``torchrun --max-restarts 1``; ``kill`` (point, occurrence,
+    rank) kills that rank's process on the first attempt."""
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "--max-restarts",
+        "1",
+        "--monitor-interval",
+        "0.2",
+    ]
+    if kill is None:
+        command += ["-m", "fcnseg.cli", "train", *args]
+    else:
+        point, occurrence, rank = kill
+        command += [str(KILL_POINTS), point, str(occurrence), "--rank", str(rank), "--"]
+        command += ["train", *args]
+    env = {**ENV, "GLOO_SOCKET_IFNAME": "lo"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_a_ddp_worker_killed_mid_run_is_restarted_from_the_last_checkpoint(
+    tmp_path: Path,
+) -> None:
+    data = shapes_folder(tmp_path / "data", {"train": 8, "val": 2})
+    settings = [*TINY_RUN, "--dataset", "folder", "--root", str(data), "--train-split", "train"]
+    settings += ["--val-split", "val", "--max-iter", "4", "--eval-every", "2", "--batch-size", "1"]
+    torchrun([*settings, "--out", str(tmp_path / "whole")])
+    # rank 1 dies after step 3 (last holds step 2); torchrun restarts both processes, and
+    # the same command resumes from last instead of refusing the used folder
+    result = torchrun([*settings, "--out", str(tmp_path / "killed")], kill=("step", 3, 1))
+    assert "torchrun restart 1: resuming" in result.stdout
+    assert trajectory(tmp_path / "killed") == trajectory(tmp_path / "whole")
+    final, expected = (fcnseg.load_model(tmp_path / r / "last") for r in ("killed", "whole"))
+    assert final.meta.iteration == 4
+    for name, tensor in expected.state_dict().items():
+        assert torch.equal(final.state_dict()[name], tensor), name
