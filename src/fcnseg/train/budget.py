@@ -19,6 +19,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -171,15 +172,33 @@ def available_memory(device: torch.device) -> int | None:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
+    available = None
     try:
         with open("/proc/meminfo") as handle:
             for line in handle:
                 if line.startswith("MemAvailable:"):
                     available = int(line.split()[1]) * 1024
-                    return available // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     except (OSError, ValueError):
         return None
-    return None
+    if available is None:
+        return None
+    limit = _cgroup_room()  # a container's own limit, which /proc/meminfo does not show
+    if limit is not None:
+        available = min(available, limit)
+    return available // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def _cgroup_room() -> int | None:
+    """Bytes left under this process's cgroup (v2) memory limit; None without one."""
+    folder = Path("/sys/fs/cgroup")
+    try:
+        limit = (folder / "memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        used = int((folder / "memory.current").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return max(0, int(limit) - used)
 
 
 def check_sizes(

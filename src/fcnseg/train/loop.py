@@ -523,7 +523,12 @@ def initialize(model: FCN, spec: str) -> Any:
     try:
         init_from_coarser(model, source)
     except ValueError as error:
-        raise FcnsegError(f"{spec}: cannot initialise the model ({error})") from None
+        build = ", ".join(f"{key} {value}" for key, value in source.meta.build.items())
+        raise FcnsegError(
+            f"{spec}: cannot initialise the model ({error}); these weights are "
+            f"{source.meta.model} with {build}: train that build (--geometry, --width, "
+            "--fc-width, --batch-norm)"
+        ) from None
     return source.meta.input_convention
 
 
