@@ -694,7 +694,7 @@ def write_report(
     else:
         sections.append(Section("Best and worst held-out images", note=why_not))
 
-    title = f"fcnseg run {record.folder.resolve().name}"
+    title = f"fcnseg report: {record.folder}"
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     summary.append(("report written", when))
     text = json.dumps(config, indent=2) if config else "not recorded"
