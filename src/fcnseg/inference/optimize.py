@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fcnseg.errors import FcnsegError
+from fcnseg.inference import border as _border
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -118,7 +119,11 @@ class InferenceModel(nn.Module):
 
 
 def optimize_for_inference(
-    model: nn.Module, precision: str = "auto", *, example_size: tuple[int, int] = (500, 500)
+    model: nn.Module,
+    precision: str = "auto",
+    *,
+    example_size: tuple[int, int] = (500, 500),
+    border: bool = True,
 ) -> InferenceModel:
     """The same function as ``model`` in eval mode, faster.
 
@@ -134,6 +139,10 @@ def optimize_for_inference(
             ``fp16``. The error each precision makes is bounded by :data:`TOLERANCE`.
         example_size: the image height and width the packed weight layouts are chosen for
             (the paper's typical 500x500); every size runs, this one best.
+        border: in an FCN of the Caffe geometry (``conv1_1`` padded by 100), compute the
+            padded border's cells once from an all-zero image and run every layer only on
+            the cells that depend on the image (``fcnseg.inference.border``): the same
+            numbers, 30% fewer FLOPs at 500x500. False runs every cell.
 
     Returns:
         The optimized model; it takes and returns float32 tensors, like ``model``.
@@ -145,6 +154,7 @@ def optimize_for_inference(
     precision = resolve_precision(precision, device)
     dtype = DTYPES[precision]
     net = copy.deepcopy(model).eval()
+    borders = _border.analyse(net) if border else []
     for chain in list(_layer_chains(net)):
         _fuse_chain(net, chain)
     if device.type == "cpu" and _mkldnn_op_available():
@@ -154,6 +164,7 @@ def optimize_for_inference(
     net = net.to(dtype=dtype, memory_format=torch.channels_last)
     for parameter in net.parameters():
         parameter.requires_grad_(False)
+    _border.install(net, borders)
     return InferenceModel(net, precision, device)
 
 

@@ -1,0 +1,648 @@
+"""The Caffe geometry's 100-pixel border, computed once instead of everywhere (issue 13).
+
+The published FCNs pad ``conv1_1`` by 100 pixels so that fc6's unpadded 7x7 window fits any
+input (section 4.1's nets, the ``"caffe"`` geometry). At 500x500 that border costs 40% of the
+forward pass's FLOPs, yet almost none of it depends on the image: a feature map's cell
+depends on the image only if its receptive field meets the image *along both axes*. Along one
+axis the cells of every map fall into bands, derived layer by layer from each layer's kernel,
+stride and padding (as :mod:`fcnseg.models.geometry` derives receptive fields):
+
+- the **image band**: cells whose receptive field meets the image's rows (or columns);
+- the **edge bands**: cells that read some layer's own padding (zeros for a convolution,
+  nothing for a max pooling) or Caffe's ceil-mode overhang at the map's two ends;
+- between them, where a map has room, cells that see only the zero border: their values are
+  one constant per channel, and all of those rows (columns) are the same row (column).
+
+A cell outside the image band of either axis never sees an image pixel, so its value is the
+value the same net gives an all-zero image: the **background** ``B``. This module computes
+
+1. the background, on a compressed all-zero input: every run of identical rows and columns is
+   shortened to one (by a multiple of the strides still ahead, so every later window keeps
+   its phase) and re-lengthened, by copying that row, just before a layer would eat into it.
+   Its maps are a few cells more than the edge bands wide: a few milliseconds.
+2. the image's cells: each run of layers between two strided layers (a *stage*) runs on the
+   smallest rectangle of its input map from which the image band of its output map follows
+   (the backward cone of that band, the geometry's receptive fields again), assembled from the
+   previous stage's valid cells and the background around them. Where such a rectangle
+   reaches the map's true edge, the layers' own padding is the true padding; elsewhere the
+   outputs that read the rectangle's false edge are simply not used.
+3. every map an FCN head reads (``pool3``, ``pool4``, ``fc7``): assembled whole from the
+   computed cells and the background.
+
+Every cell is computed by the same layer from the same inputs as in the plain net, so the
+result is the plain net's to fp32 rounding (the kernels may sum in another order on other
+shapes), at every size, 1x1 included. Layers of unknown spatial extent switch the net back
+to the plain path. At 500x500 the FCN-8s VGG16 forward pass runs about 255 of its 363 GFLOP
+(the lean geometry: 217).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from fcnseg.models.fcn import FCN
+
+# Layers that act on each cell on its own (or across channels only): no spatial extent.
+_POINTWISE = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.Identity,
+    nn.BatchNorm2d,
+    nn.LocalResponseNorm,
+)
+_PLAN_CACHE_SIZE = 32
+
+
+@dataclass(frozen=True)
+class Op:
+    """One spatial layer along one axis: kernel (dilation included), stride, padding."""
+
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    ceil_mode: bool = False
+
+    def length(self, length: int) -> int:
+        """Output length for an input of ``length`` cells (PyTorch's rule, Caffe's for pools)."""
+        span = length + 2 * self.padding - self.kernel
+        if not self.ceil_mode:
+            return span // self.stride + 1
+        out = -(-span // self.stride) + 1
+        if (out - 1) * self.stride >= length + self.padding:
+            out -= 1  # the last window must start inside the input or its left padding
+        return out
+
+
+@dataclass(frozen=True)
+class Bands:
+    """Where the cells of one map stand along one axis.
+
+    ``image``: the cells ``[lo, hi)`` whose receptive field meets the image. ``inner``: the
+    cells ``[lo, hi)`` that read no layer's padding or overhang; the others depend on the
+    map's ends. Between the two, cells see only the zero border.
+    """
+
+    length: int
+    image: tuple[int, int]
+    inner: tuple[int, int]
+
+    def then(self, op: Op) -> Bands:
+        k, s, p = op.kernel, op.stride, op.padding
+        length = op.length(self.length)
+        lo, hi = self.image
+        if lo < hi:
+            lo, hi = max(0, _ceil_div(lo - k + 1 + p, s)), min(length, (hi - 1 + p) // s + 1)
+            lo, hi = (lo, hi) if lo < hi else (0, 0)
+        # cell o reads input cells s*o - p ... s*o - p + k - 1
+        first = min(length, _ceil_div(self.inner[0] + p, s))
+        stop = max(0, min(length, _ceil_div(self.inner[1] - k + 1 + p, s)))
+        return Bands(length, (lo, hi), (first, stop))
+
+    @property
+    def constant(self) -> int:
+        """Cells between the edge bands (the all-zero image's rows that are all alike)."""
+        return self.inner[1] - self.inner[0]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One layer of the trunk: its name and its spatial footprint (empty when pointwise)."""
+
+    name: str
+    ops: tuple[Op, ...]
+
+    @property
+    def stride(self) -> int:
+        return math.prod(op.stride for op in self.ops)
+
+
+def module_ops(module: nn.Module) -> tuple[Op, ...] | None:
+    """The spatial footprint of a trunk layer, or None when it is not known exactly."""
+    try:
+        if isinstance(module, nn.Conv2d):
+            if module.padding_mode != "zeros" or isinstance(module.padding, str):
+                return None
+            kernel = (_square(module.kernel_size) - 1) * _square(module.dilation) + 1
+            return (Op(kernel, _square(module.stride), _square(module.padding)),)
+        if isinstance(module, nn.MaxPool2d):
+            if module.return_indices or _square(module.dilation) != 1:
+                return None
+            return (Op(*_pool_footprint(module), module.ceil_mode),)
+        if isinstance(module, nn.AvgPool2d):
+            return (Op(*_pool_footprint(module), module.ceil_mode),)
+        if hasattr(module, "spatial_layers"):  # a block of branches declares its widest chain
+            layers = list(module.spatial_layers())
+            if any(layer.transposed for layer in layers):
+                return None
+            return tuple(Op(layer.kernel, layer.stride, layer.padding) for layer in layers)
+        if isinstance(module, _POINTWISE):
+            return ()
+    except ValueError:  # not square
+        return None
+    return None
+
+
+@dataclass
+class AxisPlan:
+    """Everything one axis of one input size needs: bands, stage windows, background schedule."""
+
+    bands: list[Bands]  # per map: 0 is the padded input, j the output of step j
+    # per stage (a, b): the input rectangle [r0, r1) of map a, and at map b the tensor's
+    # first cell, its length and its valid cells [v0, v1)
+    windows: dict[tuple[int, int], tuple[tuple[int, int], tuple[int, int, int, int]] | None]
+    deleted_before: list[int] = field(default_factory=list)  # background: cells left out of
+    deleted_after: list[int] = field(default_factory=list)  # the constant run, per step
+
+
+@dataclass
+class Plan:
+    """One input size: both axes, and the maps whose background some assembly reads."""
+
+    rows: AxisPlan
+    cols: AxisPlan
+    background_maps: set[int]
+
+
+class BorderRunner:
+    """Runs an FCN's trunk with the border computed once; see the module docstring.
+
+    Args:
+        steps: the trunk's layers with their footprints, the first one without its padding.
+        padding: the first layer's padding (Caffe's 100).
+        modules: the modules that run each step (the optimised ones), the first one unpadded.
+        segment_ends: the steps whose outputs a head reads, in trunk order, the last step last.
+    """
+
+    def __init__(
+        self,
+        steps: Sequence[Step],
+        padding: int,
+        modules: Sequence[nn.Module],
+        segment_ends: Sequence[int],
+    ) -> None:
+        self.steps = list(steps)
+        self.padding = padding
+        self.modules = list(modules)
+        self.segment_ends = list(segment_ends)
+        starts = [0, *self.segment_ends[:-1]]
+        self.stages: list[list[tuple[int, int]]] = []
+        for start, end in zip(starts, self.segment_ends, strict=True):
+            bounds = [start]
+            for j in range(start + 1, end):
+                if self.steps[j - 1].stride > 1:
+                    bounds.append(j)
+            bounds.append(end)
+            self.stages.append(list(zip(bounds[:-1], bounds[1:], strict=True)))
+        self._plans: dict[tuple[int, int], Plan] = {}
+        self._calls: dict[int, tuple[Plan, dict[int, _Background]]] = {}
+        self.calls = 0  # forward passes that took this path (for tests)
+
+    # ---- planning (pure integer arithmetic, cached per input size) ----
+
+    def plan(self, height: int, width: int) -> Plan:
+        key = (height, width)
+        plan = self._plans.get(key)
+        if plan is None:
+            rows, cols = self._axis(height), self._axis(width)
+            needs = self._background_maps(rows) | self._background_maps(cols)
+            plan = Plan(rows, cols, needs)
+            if len(self._plans) >= _PLAN_CACHE_SIZE:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
+    def _axis(self, size: int) -> AxisPlan:
+        p = self.padding
+        start = Bands(size + 2 * p, (p, p + size), (0, size + 2 * p))
+        bands = [start]
+        inner: list[list[Bands]] = []  # the bands after each op of each step
+        for step in self.steps:
+            trace = []
+            current = bands[-1]
+            for op in step.ops:
+                current = current.then(op)
+                trace.append(current)
+            inner.append(trace)
+            bands.append(current)
+        windows = {}
+        for segment, stages in enumerate(self.stages):
+            for a, b in stages:
+                whole = segment > 0 and a == stages[0][0]
+                windows[(a, b)] = self._window(bands, a, b, whole)
+        deleted_before, deleted_after = self._background_schedule(bands, inner)
+        return AxisPlan(bands, windows, deleted_before, deleted_after)
+
+    def _window(
+        self, bands: list[Bands], a: int, b: int, whole: bool
+    ) -> tuple[tuple[int, int], tuple[int, int, int, int]] | None:
+        """The rectangle of map ``a`` to run steps ``a+1..b`` on, and what it gives at ``b``."""
+        lo, hi = bands[b].image
+        if lo >= hi:
+            return None
+        ops = [op for step in self.steps[a:b] for op in step.ops]
+        lengths = [bands[a].length]
+        for op in ops:
+            lengths.append(op.length(lengths[-1]))
+        for op, length in zip(reversed(ops), reversed(lengths[:-1]), strict=True):
+            lo = max(0, op.stride * lo - op.padding)
+            hi = min(length, op.stride * (hi - 1) - op.padding + op.kernel)
+        if whole:  # a segment's input is a whole map: no need to cut it
+            lo, hi = 0, bands[a].length
+        stride = math.prod(op.stride for op in ops)
+        r0, r1 = lo // stride * stride, hi
+        t, size, v0, v1 = r0, r1 - r0, r0, r1
+        for op, length in zip(ops, lengths, strict=False):
+            out = op.length(length)
+            k, s, p = op.kernel, op.stride, op.padding
+            assert t % s == 0
+            t, size = t // s, op.length(size)
+            v0 = 0 if v0 == 0 else _ceil_div(v0 + p, s)
+            v1 = out if v1 == length else (v1 + p - k) // s + 1
+            v0, v1 = max(v0, t), min(v1, t + size, out)
+        need = bands[b].image
+        assert v0 <= need[0] and need[1] <= v1, (a, b, need, (v0, v1))
+        return (r0, r1), (t, size, v0, v1)
+
+    def _background_maps(self, axis: AxisPlan) -> set[int]:
+        """Maps whose assembly reads background cells along this axis."""
+        needs = set()
+        for segment, stages in enumerate(self.stages):
+            valid: tuple[int, int] | None = None
+            for a, b in stages:
+                window = axis.windows[(a, b)]
+                if segment > 0 and a == stages[0][0]:
+                    pass  # a whole map comes in
+                elif a > 0 and (window is None or valid is None or not _covers(valid, window[0])):
+                    needs.add(a)
+                valid = None if window is None else window[1][2:]
+            end = stages[-1][1]
+            if valid is None or not _covers(valid, (0, axis.bands[end].length)):
+                needs.add(end)
+        return needs
+
+    def _background_schedule(
+        self, bands: list[Bands], inner: list[list[Bands]]
+    ) -> tuple[list[int], list[int]]:
+        """Cells left out of the background's constant run before and after each step.
+
+        The run of identical cells between the edge bands is kept one cell long at every map
+        where the deletion ahead allows: a deletion of ``d`` cells after a step of stride
+        ``s`` is ``s*d`` cells before it, so each map keeps the phase of every later window.
+        """
+        before, after = [], []
+        deleted = bands[0].length - 1
+        for step, trace in zip(self.steps, inner, strict=True):
+            out = deleted // step.stride
+            for i, bands_i in enumerate(trace):
+                later = math.prod(op.stride for op in step.ops[i + 1 :])
+                out = min(out, max(0, bands_i.constant - 1) // later)
+            before.append(out * step.stride)
+            after.append(out)
+            deleted = out
+        return before, after
+
+    # ---- running ----
+
+    def run(self, segment: int, x: torch.Tensor) -> torch.Tensor:
+        """The output map of ``segment`` (the input image for the first segment, else the
+        previous segment's whole output map)."""
+        ident = threading.get_ident()
+        if segment == 0:
+            plan = self.plan(x.shape[-2], x.shape[-1])
+            background = self._background(plan, x)
+            self._calls[ident] = (plan, background)
+            self.calls += 1
+            window = None
+        else:
+            plan, background = self._calls[ident]
+            a = self.stages[segment][0][0]
+            rows = (0, plan.rows.bands[a].length)
+            cols = (0, plan.cols.bands[a].length)
+            window = _Window(x, (0, *rows), (0, *cols))
+        for a, b in self.stages[segment]:
+            window = self._stage(plan, background, a, b, window, x)
+        end = self.stages[segment][-1][1]
+        full = ((0, plan.rows.bands[end].length), (0, plan.cols.bands[end].length))
+        out = self._assemble(background, end, full, window, x)
+        if segment == len(self.stages) - 1:
+            self._calls.pop(ident, None)
+        return out
+
+    def _stage(
+        self,
+        plan: Plan,
+        background: dict[int, _Background],
+        a: int,
+        b: int,
+        window: _Window | None,
+        x: torch.Tensor,
+    ) -> _Window | None:
+        rows, cols = plan.rows.windows[(a, b)], plan.cols.windows[(a, b)]
+        if rows is None or cols is None:
+            return None  # nothing at map b depends on the image: all background
+        if a == 0:
+            y = self._padded_image(x, plan, rows[0], cols[0])
+        else:
+            y = self._assemble(background, a, (rows[0], cols[0]), window, x)
+        for j in range(a, b):
+            y = self.modules[j](y)
+        (t, size, v0, v1), (u, width, w0, w1) = rows[1], cols[1]
+        if tuple(y.shape[-2:]) != (size, width):
+            raise RuntimeError(
+                f"border plan expected {size}x{width} after step {b}, got {tuple(y.shape)}"
+            )
+        return _Window(y, (t, v0, v1), (u, w0, w1))
+
+    def _padded_image(
+        self, x: torch.Tensor, plan: Plan, rows: tuple[int, int], cols: tuple[int, int]
+    ) -> torch.Tensor:
+        """Cells ``rows x cols`` of the zero-padded image (map 0)."""
+        p = self.padding
+        height, width = x.shape[-2:]
+        out = _zeros(x, (x.shape[0], x.shape[1], rows[1] - rows[0], cols[1] - cols[0]))
+        top, bottom = max(rows[0], p), min(rows[1], p + height)
+        left, right = max(cols[0], p), min(cols[1], p + width)
+        if top < bottom and left < right:
+            out[..., top - rows[0] : bottom - rows[0], left - cols[0] : right - cols[0]] = x[
+                ..., top - p : bottom - p, left - p : right - p
+            ]
+        return out
+
+    def _assemble(
+        self,
+        background: dict[int, _Background],
+        m: int,
+        rect: tuple[tuple[int, int], tuple[int, int]],
+        window: _Window | None,
+        like: torch.Tensor,
+    ) -> torch.Tensor:
+        """Cells ``rect`` of map ``m``: the window's valid cells, the background elsewhere."""
+        (r0, r1), (c0, c1) = rect
+        inside = None
+        if window is not None:
+            y = window.tensor
+            t, v0, v1 = window.rows
+            u, w0, w1 = window.cols
+            vr = (max(r0, v0), min(r1, v1))
+            vc = (max(c0, w0), min(c1, w1))
+            if vr == (r0, r1) and vc == (c0, c1):
+                part = y[..., r0 - t : r1 - t, c0 - u : c1 - u]
+                return part.contiguous(memory_format=torch.channels_last)
+            if vr[0] < vr[1] and vc[0] < vc[1]:
+                inside = (vr, vc)
+        back = background[m]
+        batch = like.shape[0]
+        out = torch.empty(
+            (batch, back.tensor.shape[1], r1 - r0, c1 - c0),
+            dtype=back.tensor.dtype,
+            device=back.tensor.device,
+            memory_format=torch.channels_last,
+        )
+        if inside is None:
+            out[...] = back.cells((r0, r1), (c0, c1))
+            return out
+        vr, vc = inside
+        out[..., vr[0] - r0 : vr[1] - r0, vc[0] - c0 : vc[1] - c0] = y[
+            ..., vr[0] - t : vr[1] - t, vc[0] - u : vc[1] - u
+        ]
+        strips = [
+            ((r0, vr[0]), (c0, c1)),  # above the computed cells
+            ((vr[1], r1), (c0, c1)),  # below
+            (vr, (c0, vc[0])),  # left
+            (vr, (vc[1], c1)),  # right
+        ]
+        for (a, b), (c, d) in strips:
+            if a < b and c < d:
+                out[..., a - r0 : b - r0, c - c0 : d - c0] = back.cells((a, b), (c, d))
+        return out
+
+    def _background(self, plan: Plan, x: torch.Tensor) -> dict[int, _Background]:
+        """The all-zero image's maps that some assembly reads, compressed (see module doc)."""
+        if not plan.background_maps:
+            return {}
+        last = max(plan.background_maps)
+        rows, cols = plan.rows, plan.cols
+        y = _zeros(
+            x,
+            (
+                1,
+                x.shape[1],
+                rows.bands[0].length - rows.deleted_before[0],
+                cols.bands[0].length - cols.deleted_before[0],
+            ),
+        )
+        maps = {}
+        for j in range(1, last + 1):
+            if j > 1:
+                for dim, axis in ((2, rows), (3, cols)):
+                    y = _reinsert(
+                        y,
+                        dim,
+                        axis.bands[j - 1],
+                        axis.deleted_after[j - 2],
+                        axis.deleted_before[j - 1],
+                    )
+            y = self.modules[j - 1](y)
+            if j in plan.background_maps:
+                maps[j] = _Background(
+                    y,
+                    rows.bands[j],
+                    rows.deleted_after[j - 1],
+                    cols.bands[j],
+                    cols.deleted_after[j - 1],
+                )
+        return maps
+
+
+@dataclass
+class _Window:
+    """A computed part of a map: the tensor, and per axis (first cell, valid start, stop)."""
+
+    tensor: torch.Tensor
+    rows: tuple[int, int, int]
+    cols: tuple[int, int, int]
+
+
+@dataclass
+class _Background:
+    """A map of the all-zero image, ``deleted`` cells of each axis's constant run left out."""
+
+    tensor: torch.Tensor
+    rows: Bands
+    deleted_rows: int
+    cols: Bands
+    deleted_cols: int
+
+    def cells(self, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
+        y = self.tensor
+        ri = _compressed_index(rows, self.rows, self.deleted_rows, y.device)
+        ci = _compressed_index(cols, self.cols, self.deleted_cols, y.device)
+        return y.index_select(2, ri).index_select(3, ci)
+
+
+def _compressed_index(
+    span: tuple[int, int], bands: Bands, deleted: int, device: torch.device
+) -> torch.Tensor:
+    first, stop = bands.inner
+    index = [i if i < first else (first if i < stop else i - deleted) for i in range(*span)]
+    return torch.tensor(index, dtype=torch.long, device=device)
+
+
+def _reinsert(y: torch.Tensor, dim: int, bands: Bands, deleted: int, keep: int) -> torch.Tensor:
+    """The compressed map ``y`` (``deleted`` constant cells left out) with ``keep`` left out."""
+    if deleted == keep:
+        return y
+    first, stop = bands.inner
+    index = [
+        q if q < first else (first if q < stop - keep else q + keep - deleted)
+        for q in range(bands.length - keep)
+    ]
+    y = y.index_select(dim, torch.tensor(index, dtype=torch.long, device=y.device))
+    return y.contiguous(memory_format=torch.channels_last)
+
+
+class BorderSegment(nn.Module):
+    """The trunk layers up to one tapped map, run by a :class:`BorderRunner`."""
+
+    def __init__(self, runner: BorderRunner, index: int) -> None:
+        super().__init__()
+        self.runner = runner
+        self.index = index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.runner.run(self.index, x)
+
+    def extra_repr(self) -> str:
+        a, b = self.runner.stages[self.index][0][0], self.runner.segment_ends[self.index]
+        return f"steps {a + 1}-{b}, border computed once"
+
+
+@dataclass
+class Analysis:
+    """What :func:`analyse` learns from a plain FCN: its steps and the tapped ones."""
+
+    path: str
+    names: list[str]
+    steps: list[Step]
+    padding: int
+    segment_ends: list[int]
+    taps: dict[str, int]
+
+
+def analyse(net: nn.Module) -> list[Analysis]:
+    """The FCNs of ``net`` whose first convolution pads more than it needs to keep the size
+    (the Caffe geometry), with their trunks' footprints. Read from the plain layers, before
+    any of them are fused or packed."""
+    found = []
+    for path, module in net.named_modules():
+        if isinstance(module, FCN):
+            analysis = _analyse_fcn(path, module)
+            if analysis is not None:
+                found.append(analysis)
+    return found
+
+
+def install(net: nn.Module, analyses: list[Analysis]) -> list[BorderRunner]:
+    """Swaps each analysed FCN's trunk for segments run by a :class:`BorderRunner`, over the
+    (optimised) modules now under the same names."""
+    runners = []
+    for analysis in analyses:
+        fcn = net.get_submodule(analysis.path) if analysis.path else net
+        modules = [fcn.get_submodule(name) for name in analysis.names]
+        first = _unpadded(modules[0])
+        if first is None:
+            continue
+        runner = BorderRunner(
+            analysis.steps, analysis.padding, [first, *modules[1:]], analysis.segment_ends
+        )
+        fcn.border_segments = nn.ModuleList(
+            BorderSegment(runner, i) for i in range(len(analysis.segment_ends))
+        )
+        names = [f"border_segments.{i}" for i in range(len(analysis.segment_ends))]
+        fcn.trunk = names
+        fcn.taps = {
+            tap: names[analysis.segment_ends.index(end)] for tap, end in analysis.taps.items()
+        }
+        runners.append(runner)
+    return runners
+
+
+def _analyse_fcn(path: str, fcn: FCN) -> Analysis | None:
+    names = list(fcn.trunk)
+    if not names:
+        return None
+    first = fcn.get_submodule(names[0])
+    if not isinstance(first, nn.Conv2d):
+        return None
+    ops = module_ops(first)
+    if ops is None:
+        return None
+    (op,) = ops
+    if op.padding <= (op.kernel - 1) // 2:
+        return None  # the lean geometry: nothing to save
+    steps = [Step(names[0], (Op(op.kernel, op.stride, 0),))]
+    for name in names[1:]:
+        ops = module_ops(fcn.get_submodule(name))
+        if ops is None:
+            return None
+        steps.append(Step(name, ops))
+    position = {name: j + 1 for j, name in enumerate(names)}
+    taps = {tap: position[layer] for tap, layer in fcn.taps.items()}
+    ends = sorted({*taps.values(), len(names)})
+    return Analysis(path, names, steps, op.padding, ends, taps)
+
+
+def _unpadded(module: nn.Module) -> nn.Module | None:
+    """A shallow copy of the first layer (sharing its weights) that does not pad."""
+    from fcnseg.inference.optimize import ConvRelu, PackedConv2d
+
+    if isinstance(module, ConvRelu):
+        conv = _unpadded(module.conv)
+        return None if conv is None else ConvRelu(conv)
+    if isinstance(module, PackedConv2d):
+        clone = copy.copy(module)
+        clone.padding = [0, 0]
+        return clone
+    if isinstance(module, nn.Conv2d):
+        clone = copy.copy(module)
+        clone.padding = (0, 0)
+        return clone
+    return None
+
+
+def _zeros(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    zeros = torch.zeros(shape, dtype=like.dtype, device=like.device)
+    return zeros.contiguous(memory_format=torch.channels_last)
+
+
+def _pool_footprint(module: nn.Module) -> tuple[int, int, int]:
+    stride = module.stride if module.stride is not None else module.kernel_size
+    return _square(module.kernel_size), _square(stride), _square(module.padding)
+
+
+def _covers(valid: tuple[int, int], span: tuple[int, int]) -> bool:
+    return valid[0] <= span[0] and span[1] <= valid[1]
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _square(value: int | Sequence[int]) -> int:
+    if isinstance(value, int):
+        return value
+    if len(set(value)) != 1:
+        raise ValueError(f"not square: {value}")
+    return int(value[0])
