@@ -154,25 +154,34 @@ def module_ops(module: nn.Module) -> tuple[Op, ...] | None:
     return None
 
 
+Window = tuple[tuple[int, int], tuple[int, int, int, int]]
+
+
 @dataclass
 class AxisPlan:
-    """Everything one axis of one input size needs: bands, stage windows, background schedule."""
+    """One axis of one input size: bands, stage windows, background schedule."""
 
     bands: list[Bands]  # per map: 0 is the padded input, j the output of step j
-    # per stage (a, b): the input rectangle [r0, r1) of map a, and at map b the tensor's
-    # first cell, its length and its valid cells [v0, v1)
-    windows: dict[tuple[int, int], tuple[tuple[int, int], tuple[int, int, int, int]] | None]
+    # per stage (a, b): the cells [r0, r1) of map a the stage runs on, and at map b the
+    # tensor's first cell, its length and its valid cells [v0, v1); None: no image there
+    windows: dict[tuple[int, int], Window | None]
     deleted_before: list[int] = field(default_factory=list)  # background: cells left out of
     deleted_after: list[int] = field(default_factory=list)  # the constant run, per step
 
 
 @dataclass
 class Plan:
-    """One input size: both axes, and the maps whose background some assembly reads."""
+    """One input size: both axes, each segment's stages, the maps whose background is read."""
 
     rows: AxisPlan
     cols: AxisPlan
+    stages: list[list[tuple[int, int]]]
     background_maps: set[int]
+
+
+# What copying one element of a map costs, in FLOPs (about 0.6 ns against 70-100 GFLOP/s
+# of convolution per core): an assembly before a layer must save more than it copies.
+_COPY_FLOPS = 48
 
 
 class BorderRunner:
@@ -183,6 +192,8 @@ class BorderRunner:
         padding: the first layer's padding (Caffe's 100).
         modules: the modules that run each step (the optimised ones), the first one unpadded.
         segment_ends: the steps whose outputs a head reads, in trunk order, the last step last.
+        flops: per step, the FLOPs of one output cell (to choose the stages).
+        channels: per map (0: the input), its channels (to cost the copies).
     """
 
     def __init__(
@@ -191,63 +202,109 @@ class BorderRunner:
         padding: int,
         modules: Sequence[nn.Module],
         segment_ends: Sequence[int],
+        flops: Sequence[float],
+        channels: Sequence[int],
     ) -> None:
         self.steps = list(steps)
         self.padding = padding
         self.modules = list(modules)
         self.segment_ends = list(segment_ends)
-        starts = [0, *self.segment_ends[:-1]]
-        self.stages: list[list[tuple[int, int]]] = []
-        for start, end in zip(starts, self.segment_ends, strict=True):
-            bounds = [start]
-            for j in range(start + 1, end):
-                if self.steps[j - 1].stride > 1:
-                    bounds.append(j)
-            bounds.append(end)
-            self.stages.append(list(zip(bounds[:-1], bounds[1:], strict=True)))
+        self.flops = list(flops)
+        self.channels = list(channels)
         self._plans: dict[tuple[int, int], Plan] = {}
         self._calls: dict[int, tuple[Plan, dict[int, _Background]]] = {}
         self.calls = 0  # forward passes that took this path (for tests)
 
-    # ---- planning (pure integer arithmetic, cached per input size) ----
+    # ---- planning (integer arithmetic, cached per input size) ----
 
     def plan(self, height: int, width: int) -> Plan:
+        """The plan for an input of ``height x width`` pixels."""
         key = (height, width)
         plan = self._plans.get(key)
         if plan is None:
-            rows, cols = self._axis(height), self._axis(width)
-            needs = self._background_maps(rows) | self._background_maps(cols)
-            plan = Plan(rows, cols, needs)
+            plan = self._plan(height, width)
             if len(self._plans) >= _PLAN_CACHE_SIZE:
                 self._plans.clear()
             self._plans[key] = plan
         return plan
 
-    def _axis(self, size: int) -> AxisPlan:
-        p = self.padding
-        start = Bands(size + 2 * p, (p, p + size), (0, size + 2 * p))
-        bands = [start]
-        inner: list[list[Bands]] = []  # the bands after each op of each step
-        for step in self.steps:
-            trace = []
-            current = bands[-1]
-            for op in step.ops:
-                current = current.then(op)
-                trace.append(current)
-            inner.append(trace)
-            bands.append(current)
-        windows = {}
-        for segment, stages in enumerate(self.stages):
-            for a, b in stages:
-                whole = segment > 0 and a == stages[0][0]
-                windows[(a, b)] = self._window(bands, a, b, whole)
-        deleted_before, deleted_after = self._background_schedule(bands, inner)
-        return AxisPlan(bands, windows, deleted_before, deleted_after)
+    def _plan(self, height: int, width: int) -> Plan:
+        rows = AxisPlan(*self._bands(height))
+        cols = AxisPlan(*self._bands(width))
+        stages = []
+        for start, end in zip([0, *self.segment_ends[:-1]], self.segment_ends, strict=True):
+            stages.append(self._stages(rows, cols, start, end))
+        needs = set()
+        for axis in (rows, cols):
+            needs |= self._background_maps(axis, stages)
+        return Plan(rows, cols, stages, needs)
 
-    def _window(
-        self, bands: list[Bands], a: int, b: int, whole: bool
-    ) -> tuple[tuple[int, int], tuple[int, int, int, int]] | None:
-        """The rectangle of map ``a`` to run steps ``a+1..b`` on, and what it gives at ``b``."""
+    def _bands(self, size: int) -> tuple[list[Bands], dict, list[int], list[int]]:
+        p = self.padding
+        bands = [Bands(size + 2 * p, (p, p + size), (0, size + 2 * p))]
+        # The background's run of identical cells is kept one cell long wherever the deletion
+        # ahead allows: ``d`` cells left out after a step of stride ``s`` are ``s*d`` before
+        # it, so every map keeps the phase of every later window.
+        before, after = [], []
+        deleted = bands[0].length - 1
+        for step in self.steps:
+            current = bands[-1]
+            out = deleted // step.stride
+            for i, op in enumerate(step.ops):
+                current = current.then(op)
+                later = math.prod(later_op.stride for later_op in step.ops[i + 1 :])
+                out = min(out, max(0, current.constant - 1) // later)
+            bands.append(current)
+            before.append(out * step.stride)
+            after.append(out)
+            deleted = out
+        return bands, {}, before, after
+
+    def _stages(
+        self, rows: AxisPlan, cols: AxisPlan, start: int, end: int
+    ) -> list[tuple[int, int]]:
+        """The cheapest cut of steps ``start+1..end`` into stages, each run on one assembled
+        rectangle: FLOPs of the cells run plus the copies of the assemblies."""
+        cuts = [start] + [j for j in range(start + 1, end) if self.steps[j].ops]
+        best: dict[int, tuple[float, int]] = {start: (0.0, start)}
+        for b in [*cuts[1:], end]:
+            options = []
+            for a in cuts:
+                if a >= b:
+                    break
+                cost = best[a][0] + self._stage_cost(rows, cols, a, b, whole=a == start > 0)
+                options.append((cost, a))
+            best[b] = min(options)
+        stages = []
+        b = end
+        while b != start:
+            a = best[b][1]
+            stages.append((a, b))
+            b = a
+        return stages[::-1]
+
+    def _stage_cost(self, rows: AxisPlan, cols: AxisPlan, a: int, b: int, whole: bool) -> float:
+        if (a, b) not in rows.windows:
+            rows.windows[(a, b)] = self._window(rows.bands, a, b)
+            cols.windows[(a, b)] = self._window(cols.bands, a, b)
+        r, c = rows.windows[(a, b)], cols.windows[(a, b)]
+        if r is None or c is None:
+            return 0.0
+        (r0, r1), (c0, c1) = r[0], c[0]
+        copied = (r1 - r0) * (c1 - c0)
+        if whole and copied == rows.bands[a].length * cols.bands[a].length:
+            copied = 0  # a whole map comes in, and is used whole
+        cost = float(_COPY_FLOPS * self.channels[a] * copied)
+        height, width = r1 - r0, c1 - c0
+        for j in range(a, b):
+            for op in self.steps[j].ops:
+                height, width = op.length(height), op.length(width)
+            cost += self.flops[j] * height * width
+        return cost
+
+    def _window(self, bands: list[Bands], a: int, b: int) -> Window | None:
+        """The cells of map ``a`` to run steps ``a+1..b`` on, and what they give at ``b``: the
+        backward cone of map ``b``'s image band, its start on a multiple of the stride."""
         lo, hi = bands[b].image
         if lo >= hi:
             return None
@@ -258,60 +315,39 @@ class BorderRunner:
         for op, length in zip(reversed(ops), reversed(lengths[:-1]), strict=True):
             lo = max(0, op.stride * lo - op.padding)
             hi = min(length, op.stride * (hi - 1) - op.padding + op.kernel)
-        if whole:  # a segment's input is a whole map: no need to cut it
-            lo, hi = 0, bands[a].length
         stride = math.prod(op.stride for op in ops)
         r0, r1 = lo // stride * stride, hi
+        # Forward: where the tensor stands on each map, and which of its cells are true ones
+        # (those that read no false edge: the rectangle's ends inside the map).
         t, size, v0, v1 = r0, r1 - r0, r0, r1
         for op, length in zip(ops, lengths, strict=False):
             out = op.length(length)
             k, s, p = op.kernel, op.stride, op.padding
-            assert t % s == 0
             t, size = t // s, op.length(size)
             v0 = 0 if v0 == 0 else _ceil_div(v0 + p, s)
             v1 = out if v1 == length else (v1 + p - k) // s + 1
             v0, v1 = max(v0, t), min(v1, t + size, out)
         need = bands[b].image
-        assert v0 <= need[0] and need[1] <= v1, (a, b, need, (v0, v1))
+        if not (v0 <= need[0] and need[1] <= v1):
+            raise RuntimeError(f"border plan: stage {a}-{b} gives {v0}-{v1}, not {need}")
         return (r0, r1), (t, size, v0, v1)
 
-    def _background_maps(self, axis: AxisPlan) -> set[int]:
+    def _background_maps(self, axis: AxisPlan, stages: list[list[tuple[int, int]]]) -> set[int]:
         """Maps whose assembly reads background cells along this axis."""
         needs = set()
-        for segment, stages in enumerate(self.stages):
-            valid: tuple[int, int] | None = None
-            for a, b in stages:
+        for segment, segment_stages in enumerate(stages):
+            first = segment_stages[0][0]
+            # a later segment starts from a whole map
+            valid: tuple[int, int] | None = (0, axis.bands[first].length) if segment else None
+            for a, b in segment_stages:
                 window = axis.windows[(a, b)]
-                if segment > 0 and a == stages[0][0]:
-                    pass  # a whole map comes in
-                elif a > 0 and (window is None or valid is None or not _covers(valid, window[0])):
+                if a > 0 and (window is None or valid is None or not _covers(valid, window[0])):
                     needs.add(a)
                 valid = None if window is None else window[1][2:]
-            end = stages[-1][1]
+            end = segment_stages[-1][1]
             if valid is None or not _covers(valid, (0, axis.bands[end].length)):
                 needs.add(end)
         return needs
-
-    def _background_schedule(
-        self, bands: list[Bands], inner: list[list[Bands]]
-    ) -> tuple[list[int], list[int]]:
-        """Cells left out of the background's constant run before and after each step.
-
-        The run of identical cells between the edge bands is kept one cell long at every map
-        where the deletion ahead allows: a deletion of ``d`` cells after a step of stride
-        ``s`` is ``s*d`` cells before it, so each map keeps the phase of every later window.
-        """
-        before, after = [], []
-        deleted = bands[0].length - 1
-        for step, trace in zip(self.steps, inner, strict=True):
-            out = deleted // step.stride
-            for i, bands_i in enumerate(trace):
-                later = math.prod(op.stride for op in step.ops[i + 1 :])
-                out = min(out, max(0, bands_i.constant - 1) // later)
-            before.append(out * step.stride)
-            after.append(out)
-            deleted = out
-        return before, after
 
     # ---- running ----
 
@@ -327,16 +363,16 @@ class BorderRunner:
             window = None
         else:
             plan, background = self._calls[ident]
-            a = self.stages[segment][0][0]
+            a = plan.stages[segment][0][0]
             rows = (0, plan.rows.bands[a].length)
             cols = (0, plan.cols.bands[a].length)
             window = _Window(x, (0, *rows), (0, *cols))
-        for a, b in self.stages[segment]:
+        for a, b in plan.stages[segment]:
             window = self._stage(plan, background, a, b, window, x)
-        end = self.stages[segment][-1][1]
+        end = plan.stages[segment][-1][1]
         full = ((0, plan.rows.bands[end].length), (0, plan.cols.bands[end].length))
         out = self._assemble(background, end, full, window, x)
-        if segment == len(self.stages) - 1:
+        if segment == len(plan.stages) - 1:
             self._calls.pop(ident, None)
         return out
 
@@ -525,13 +561,14 @@ class BorderSegment(nn.Module):
         return self.runner.run(self.index, x)
 
     def extra_repr(self) -> str:
-        a, b = self.runner.stages[self.index][0][0], self.runner.segment_ends[self.index]
+        ends = self.runner.segment_ends
+        a, b = ([0, *ends][self.index], ends[self.index])
         return f"steps {a + 1}-{b}, border computed once"
 
 
 @dataclass
 class Analysis:
-    """What :func:`analyse` learns from a plain FCN: its steps and the tapped ones."""
+    """What :func:`analyse` learns from a plain FCN: its trunk's steps and their costs."""
 
     path: str
     names: list[str]
@@ -539,6 +576,8 @@ class Analysis:
     padding: int
     segment_ends: list[int]
     taps: dict[str, int]
+    flops: list[float]
+    channels: list[int]
 
 
 def analyse(net: nn.Module) -> list[Analysis]:
@@ -565,12 +604,16 @@ def install(net: nn.Module, analyses: list[Analysis]) -> list[BorderRunner]:
         if first is None:
             continue
         runner = BorderRunner(
-            analysis.steps, analysis.padding, [first, *modules[1:]], analysis.segment_ends
+            analysis.steps,
+            analysis.padding,
+            [first, *modules[1:]],
+            analysis.segment_ends,
+            analysis.flops,
+            analysis.channels,
         )
-        fcn.border_segments = nn.ModuleList(
-            BorderSegment(runner, i) for i in range(len(analysis.segment_ends))
-        )
-        names = [f"border_segments.{i}" for i in range(len(analysis.segment_ends))]
+        count = len(analysis.segment_ends)
+        fcn.border_segments = nn.ModuleList(BorderSegment(runner, i) for i in range(count))
+        names = [f"border_segments.{i}" for i in range(count)]
         fcn.trunk = names
         fcn.taps = {
             tap: names[analysis.segment_ends.index(end)] for tap, end in analysis.taps.items()
@@ -596,12 +639,22 @@ def _analyse_fcn(path: str, fcn: FCN) -> Analysis | None:
     for name in names[1:]:
         ops = module_ops(fcn.get_submodule(name))
         if ops is None:
-            return None
+            return None  # a layer of unknown extent: the plain path
         steps.append(Step(name, ops))
     position = {name: j + 1 for j, name in enumerate(names)}
     taps = {tap: position[layer] for tap, layer in fcn.taps.items()}
     ends = sorted({*taps.values(), len(names)})
-    return Analysis(path, names, steps, op.padding, ends, taps)
+    channels = [first.in_channels]
+    flops = []
+    for name, step in zip(names, steps, strict=True):
+        module = fcn.get_submodule(name)
+        convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+        channels.append(getattr(module, "out_channels", channels[-1]))
+        if convs:  # per output cell (an inception block's branches all keep its size)
+            flops.append(float(sum(2 * conv.weight.numel() for conv in convs)))
+        else:  # a pooling or pointwise layer: a pass over its window
+            flops.append(float(channels[-1] * max([op.kernel for op in step.ops] or [1]) ** 2))
+    return Analysis(path, names, steps, op.padding, ends, taps, flops, channels)
 
 
 def _unpadded(module: nn.Module) -> nn.Module | None:

@@ -191,13 +191,22 @@ class PackedConv2d(nn.Module):
         # costs a reorder per call (fc6's 7x7 kernel: three times slower). Every shape runs.
         if example is None:
             example = [1, conv.in_channels, 64, 64]
+        bias = None if conv.bias is None else conv.bias.detach().to(dtype)
+        self.register_buffer("bias", bias)
+        # A big 1x1 convolution on a channels-last map is a matrix product over the cells:
+        # in fp32 BLAS runs fc7 (4096 x 4096) 2-4x faster than oneDNN does on AVX2 CPUs.
+        self.gemm_weight: torch.Tensor | None = None
+        if _is_gemm(conv, dtype, activation):
+            self.gemm_weight = conv.weight.detach().reshape(conv.out_channels, -1).t().contiguous()
+            self.packed_weight = None
+            return
         self.packed_weight = torch._C._nn.mkldnn_reorder_conv2d_weight(
             weight.to_mkldnn(), self.padding, self.stride, self.dilation, self.groups, example
         )
-        bias = None if conv.bias is None else conv.bias.detach().to(dtype)
-        self.register_buffer("bias", bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gemm_weight is not None:
+            return self._gemm(x)
         return torch.ops.mkldnn._convolution_pointwise(
             x,
             self.packed_weight,
@@ -210,6 +219,17 @@ class PackedConv2d(nn.Module):
             [],
             "",
         )
+
+    def _gemm(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        cells = x.permute(0, 2, 3, 1).reshape(n * h * w, c)  # a view of a channels-last map
+        if self.bias is None:
+            y = torch.mm(cells, self.gemm_weight)
+        else:
+            y = torch.addmm(self.bias, cells, self.gemm_weight)
+        if self.activation == "relu":
+            y = y.relu_()
+        return y.view(n, h, w, -1).permute(0, 3, 1, 2)  # N x C x H x W, channels-last
 
     def extra_repr(self) -> str:
         return (
@@ -306,6 +326,23 @@ class PhaseConvTranspose2d(nn.Module):
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
         return y
+
+
+# 1x1 convolutions with at least this many weights run as a BLAS matrix product in fp32.
+GEMM_MIN_WEIGHTS = 1 << 22
+
+
+def _is_gemm(conv: nn.Conv2d, dtype: torch.dtype, activation: str) -> bool:
+    return (
+        dtype == torch.float32
+        and activation in ("none", "relu")
+        and conv.kernel_size == (1, 1)
+        and conv.stride == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and not any(conv.padding)
+        and conv.weight.numel() >= GEMM_MIN_WEIGHTS
+    )
 
 
 def _grouped_phases(phases: torch.Tensor, groups: int) -> torch.Tensor:
