@@ -62,6 +62,8 @@ _POINTWISE = (
     nn.BatchNorm2d,
     nn.LocalResponseNorm,
 )
+# Layers that, in training mode, read the whole map: the border path stops before them.
+_WHOLE_MAP_IN_TRAINING = (nn.Dropout, nn.Dropout2d, nn.BatchNorm2d)
 _PLAN_CACHE_SIZE = 32
 
 
@@ -212,7 +214,7 @@ class BorderRunner:
         self.flops = list(flops)
         self.channels = list(channels)
         self._plans: dict[tuple[int, int], Plan] = {}
-        self._calls: dict[int, tuple[Plan, dict[int, _Background]]] = {}
+        self._calls: dict[int, tuple[Plan, dict[int, _Background], torch.memory_format]] = {}
         self.calls = 0  # forward passes that took this path (for tests)
 
     # ---- planning (integer arithmetic, cached per input size) ----
@@ -357,21 +359,25 @@ class BorderRunner:
         ident = threading.get_ident()
         if segment == 0:
             plan = self.plan(x.shape[-2], x.shape[-1])
-            background = self._background(plan, x)
-            self._calls[ident] = (plan, background)
+            # the maps keep the input's layout (channels-last for the packed kernels)
+            fmt = torch.contiguous_format
+            if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+                fmt = torch.channels_last
+            background = self._background(plan, x, fmt)
+            self._calls[ident] = (plan, background, fmt)
             self.calls += 1
             window = None
         else:
-            plan, background = self._calls[ident]
+            plan, background, fmt = self._calls[ident]
             a = plan.stages[segment][0][0]
             rows = (0, plan.rows.bands[a].length)
             cols = (0, plan.cols.bands[a].length)
             window = _Window(x, (0, *rows), (0, *cols))
         for a, b in plan.stages[segment]:
-            window = self._stage(plan, background, a, b, window, x)
+            window = self._stage(plan, background, a, b, window, x, fmt)
         end = plan.stages[segment][-1][1]
         full = ((0, plan.rows.bands[end].length), (0, plan.cols.bands[end].length))
-        out = self._assemble(background, end, full, window, x)
+        out = self._assemble(background, end, full, window, x, fmt)
         if segment == len(plan.stages) - 1:
             self._calls.pop(ident, None)
         return out
@@ -384,14 +390,15 @@ class BorderRunner:
         b: int,
         window: _Window | None,
         x: torch.Tensor,
+        fmt: torch.memory_format,
     ) -> _Window | None:
         rows, cols = plan.rows.windows[(a, b)], plan.cols.windows[(a, b)]
         if rows is None or cols is None:
             return None  # nothing at map b depends on the image: all background
         if a == 0:
-            y = self._padded_image(x, plan, rows[0], cols[0])
+            y = self._padded_image(x, rows[0], cols[0], fmt)
         else:
-            y = self._assemble(background, a, (rows[0], cols[0]), window, x)
+            y = self._assemble(background, a, (rows[0], cols[0]), window, x, fmt)
         for j in range(a, b):
             y = self.modules[j](y)
         (t, size, v0, v1), (u, width, w0, w1) = rows[1], cols[1]
@@ -402,12 +409,16 @@ class BorderRunner:
         return _Window(y, (t, v0, v1), (u, w0, w1))
 
     def _padded_image(
-        self, x: torch.Tensor, plan: Plan, rows: tuple[int, int], cols: tuple[int, int]
+        self,
+        x: torch.Tensor,
+        rows: tuple[int, int],
+        cols: tuple[int, int],
+        fmt: torch.memory_format,
     ) -> torch.Tensor:
         """Cells ``rows x cols`` of the zero-padded image (map 0)."""
         p = self.padding
         height, width = x.shape[-2:]
-        out = _zeros(x, (x.shape[0], x.shape[1], rows[1] - rows[0], cols[1] - cols[0]))
+        out = _zeros(x, (x.shape[0], x.shape[1], rows[1] - rows[0], cols[1] - cols[0]), fmt)
         top, bottom = max(rows[0], p), min(rows[1], p + height)
         left, right = max(cols[0], p), min(cols[1], p + width)
         if top < bottom and left < right:
@@ -423,6 +434,7 @@ class BorderRunner:
         rect: tuple[tuple[int, int], tuple[int, int]],
         window: _Window | None,
         like: torch.Tensor,
+        fmt: torch.memory_format,
     ) -> torch.Tensor:
         """Cells ``rect`` of map ``m``: the window's valid cells, the background elsewhere."""
         (r0, r1), (c0, c1) = rect
@@ -435,7 +447,7 @@ class BorderRunner:
             vc = (max(c0, w0), min(c1, w1))
             if vr == (r0, r1) and vc == (c0, c1):
                 part = y[..., r0 - t : r1 - t, c0 - u : c1 - u]
-                return part.contiguous(memory_format=torch.channels_last)
+                return part.contiguous(memory_format=fmt)
             if vr[0] < vr[1] and vc[0] < vc[1]:
                 inside = (vr, vc)
         back = background[m]
@@ -444,7 +456,7 @@ class BorderRunner:
             (batch, back.tensor.shape[1], r1 - r0, c1 - c0),
             dtype=back.tensor.dtype,
             device=back.tensor.device,
-            memory_format=torch.channels_last,
+            memory_format=fmt,
         )
         if inside is None:
             out[...] = back.cells((r0, r1), (c0, c1))
@@ -464,7 +476,9 @@ class BorderRunner:
                 out[..., a - r0 : b - r0, c - c0 : d - c0] = back.cells((a, b), (c, d))
         return out
 
-    def _background(self, plan: Plan, x: torch.Tensor) -> dict[int, _Background]:
+    def _background(
+        self, plan: Plan, x: torch.Tensor, fmt: torch.memory_format
+    ) -> dict[int, _Background]:
         """The all-zero image's maps that some assembly reads, compressed (see module doc)."""
         if not plan.background_maps:
             return {}
@@ -478,6 +492,7 @@ class BorderRunner:
                 rows.bands[0].length - rows.deleted_before[0],
                 cols.bands[0].length - cols.deleted_before[0],
             ),
+            fmt,
         )
         maps = {}
         for j in range(1, last + 1):
@@ -489,6 +504,7 @@ class BorderRunner:
                         axis.bands[j - 1],
                         axis.deleted_after[j - 2],
                         axis.deleted_before[j - 1],
+                        fmt,
                     )
             y = self.modules[j - 1](y)
             if j in plan.background_maps:
@@ -536,7 +552,9 @@ def _compressed_index(
     return torch.tensor(index, dtype=torch.long, device=device)
 
 
-def _reinsert(y: torch.Tensor, dim: int, bands: Bands, deleted: int, keep: int) -> torch.Tensor:
+def _reinsert(
+    y: torch.Tensor, dim: int, bands: Bands, deleted: int, keep: int, fmt: torch.memory_format
+) -> torch.Tensor:
     """The compressed map ``y`` (``deleted`` constant cells left out) with ``keep`` left out."""
     if deleted == keep:
         return y
@@ -546,7 +564,7 @@ def _reinsert(y: torch.Tensor, dim: int, bands: Bands, deleted: int, keep: int) 
         for q in range(bands.length - keep)
     ]
     y = y.index_select(dim, torch.tensor(index, dtype=torch.long, device=y.device))
-    return y.contiguous(memory_format=torch.channels_last)
+    return y.contiguous(memory_format=fmt)
 
 
 class BorderSegment(nn.Module):
@@ -580,14 +598,18 @@ class Analysis:
     channels: list[int]
 
 
-def analyse(net: nn.Module) -> list[Analysis]:
+def analyse(net: nn.Module, *, training: bool = False) -> list[Analysis]:
     """The FCNs of ``net`` whose first convolution pads more than it needs to keep the size
     (the Caffe geometry), with their trunks' footprints. Read from the plain layers, before
-    any of them are fused or packed."""
+    any of them are fused or packed.
+
+    With ``training``, each trunk is taken only up to its first dropout or batch
+    normalisation: in training mode they read the whole map (a mask per cell, statistics
+    over all cells), so they and the layers after them run as they are."""
     found = []
     for path, module in net.named_modules():
         if isinstance(module, FCN):
-            analysis = _analyse_fcn(path, module)
+            analysis = _analyse_fcn(path, module, training)
             if analysis is not None:
                 found.append(analysis)
     return found
@@ -614,19 +636,26 @@ def install(net: nn.Module, analyses: list[Analysis]) -> list[BorderRunner]:
         count = len(analysis.segment_ends)
         fcn.border_segments = nn.ModuleList(BorderSegment(runner, i) for i in range(count))
         names = [f"border_segments.{i}" for i in range(count)]
-        fcn.trunk = names
-        fcn.taps = {
-            tap: names[analysis.segment_ends.index(end)] for tap, end in analysis.taps.items()
-        }
+        rest = list(fcn.trunk)[len(analysis.names) :]  # layers after a training cut
+        taps = {tap: names[analysis.segment_ends.index(end)] for tap, end in analysis.taps.items()}
+        fcn.taps = {tap: taps.get(tap, layer) for tap, layer in fcn.taps.items()}
+        fcn.trunk = names + rest
         runners.append(runner)
     return runners
 
 
-def _analyse_fcn(path: str, fcn: FCN) -> Analysis | None:
+def _analyse_fcn(path: str, fcn: FCN, training: bool = False) -> Analysis | None:
     names = list(fcn.trunk)
+    if training:
+        for j, name in enumerate(names):
+            if isinstance(fcn.get_submodule(name), _WHOLE_MAP_IN_TRAINING):
+                names = names[:j]
+                break
     if not names:
         return None
     first = fcn.get_submodule(names[0])
+    if training and not any(module_ops(fcn.get_submodule(name)) for name in names[1:]):
+        return None  # nothing but the first layer before the cut
     if not isinstance(first, nn.Conv2d):
         return None
     ops = module_ops(first)
@@ -642,7 +671,7 @@ def _analyse_fcn(path: str, fcn: FCN) -> Analysis | None:
             return None  # a layer of unknown extent: the plain path
         steps.append(Step(name, ops))
     position = {name: j + 1 for j, name in enumerate(names)}
-    taps = {tap: position[layer] for tap, layer in fcn.taps.items()}
+    taps = {tap: position[layer] for tap, layer in fcn.taps.items() if layer in position}
     ends = sorted({*taps.values(), len(names)})
     channels = [first.in_channels]
     flops = []
@@ -675,9 +704,9 @@ def _unpadded(module: nn.Module) -> nn.Module | None:
     return None
 
 
-def _zeros(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+def _zeros(like: torch.Tensor, shape: tuple[int, ...], fmt: torch.memory_format) -> torch.Tensor:
     zeros = torch.zeros(shape, dtype=like.dtype, device=like.device)
-    return zeros.contiguous(memory_format=torch.channels_last)
+    return zeros.contiguous(memory_format=fmt)
 
 
 def _pool_footprint(module: nn.Module) -> tuple[int, int, int]:

@@ -168,6 +168,85 @@ def optimize_for_inference(
     return InferenceModel(net, precision, device)
 
 
+def fast_training_model(
+    model: nn.Module, *, border: bool = True, gemm_min_weights: int | None = None
+) -> nn.Module:
+    """The same function as ``model`` for training, faster: a new module that shares every
+    parameter and buffer of ``model`` (the same tensor objects, under the same state-dict
+    names), so an optimizer over ``model.parameters()`` trains both.
+
+    - Convolutions with big weights (fc6: 4096 x 512 x 7 x 7, fc7) become
+      :class:`GemmConv2d`: ``unfold`` and one matrix product, whose weight gradient is one
+      BLAS product too; oneDNN's weight gradient of the 7x7 convolution is several times
+      slower on CPUs.
+    - In an FCN of the Caffe geometry, the trunk up to its first dropout or batch
+      normalisation (which read the whole map) runs through ``fcnseg.inference.border``: the
+      padded border's cells are computed once from an all-zero image, the rest on the cells
+      that depend on the image. Autograd differentiates the same function, so the gradients
+      are the plain model's to fp32 rounding.
+
+    Put it in train mode (``.train()``) itself: its modules are its own. ``model`` is not
+    modified; save, evaluate and export ``model``.
+
+    Args:
+        model: an FCN (or any module: only its big convolutions change).
+        border: compute a Caffe-geometry FCN's border once (False: only the GEMM layers).
+        gemm_min_weights: convolutions with at least this many weights become
+            :class:`GemmConv2d` (default :data:`GEMM_MIN_WEIGHTS`, 4M: fc6 and fc7).
+    """
+    threshold = GEMM_MIN_WEIGHTS if gemm_min_weights is None else gemm_min_weights
+    shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    net = copy.deepcopy(model, shared)
+    analyses = _border.analyse(net, training=True) if border else []
+    for name, module in list(net.named_modules()):
+        if _is_big_convolution(module, threshold):
+            net.set_submodule(name, GemmConv2d.sharing(module))
+    _border.install(net, analyses)
+    return net
+
+
+class GemmConv2d(nn.Conv2d):
+    """A convolution computed as ``unfold`` (im2col) and one matrix product, in fp32 as in
+    autograd: the same parameters as :class:`torch.nn.Conv2d`, another kernel (BLAS).
+
+    A 1x1 convolution skips the unfolding. Its output is contiguous NCHW, as the plain
+    convolution's (so a dropout after it draws its mask in the same order).
+    """
+
+    @classmethod
+    def sharing(cls, conv: nn.Conv2d) -> GemmConv2d:
+        """A ``GemmConv2d`` with ``conv``'s settings and its very parameters."""
+        gemm = copy.copy(conv)
+        gemm.__class__ = cls
+        return gemm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.groups != 1 or self.padding_mode != "zeros" or isinstance(self.padding, str):
+            return super().forward(x)
+        n, _, height, width = x.shape
+        kh, kw = self.kernel_size
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        out_h = (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        out_w = (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
+            cells = x.permute(0, 2, 3, 1).reshape(n * out_h * out_w, -1)
+        else:
+            columns = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
+            cells = columns.transpose(1, 2).reshape(n * out_h * out_w, -1)  # N·L x C·kh·kw
+        y = F.linear(cells, self.weight.reshape(self.out_channels, -1), self.bias)
+        return y.view(n, out_h, out_w, -1).permute(0, 3, 1, 2).contiguous()
+
+
+def _is_big_convolution(module: nn.Module, threshold: int) -> bool:
+    return (
+        type(module) is nn.Conv2d
+        and module.groups == 1
+        and module.padding_mode == "zeros"
+        and not isinstance(module.padding, str)
+        and module.weight.numel() >= threshold
+    )
+
+
 class PackedConv2d(nn.Module):
     """A convolution with weights packed once for oneDNN and an optional fused ReLU."""
 
