@@ -41,6 +41,7 @@ from __future__ import annotations
 import copy
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -65,6 +66,7 @@ _POINTWISE = (
 # Layers that, in training mode, read the whole map: the border path stops before them.
 _WHOLE_MAP_IN_TRAINING = (nn.Dropout, nn.Dropout2d, nn.BatchNorm2d)
 _PLAN_CACHE_SIZE = 32
+_BACKGROUND_CACHE_SIZE = 4
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,8 @@ class BorderRunner:
         segment_ends: the steps whose outputs a head reads, in trunk order, the last step last.
         flops: per step, the FLOPs of one output cell (to choose the stages).
         channels: per map (0: the input), its channels (to cost the copies).
+        cache_background: keep the background of the last few input sizes (the weights do
+            not change: inference only).
     """
 
     def __init__(
@@ -206,6 +210,8 @@ class BorderRunner:
         segment_ends: Sequence[int],
         flops: Sequence[float],
         channels: Sequence[int],
+        *,
+        cache_background: bool = False,
     ) -> None:
         self.steps = list(steps)
         self.padding = padding
@@ -214,6 +220,9 @@ class BorderRunner:
         self.flops = list(flops)
         self.channels = list(channels)
         self._plans: dict[tuple[int, int], Plan] = {}
+        # frozen weights (inference): the background of each input size is computed once
+        self.cache_background = cache_background
+        self._backgrounds: OrderedDict[tuple, dict[int, _Background]] = OrderedDict()
         self._calls: dict[int, tuple[Plan, dict[int, _Background], torch.memory_format]] = {}
         self.calls = 0  # forward passes that took this path (for tests)
 
@@ -363,7 +372,7 @@ class BorderRunner:
             fmt = torch.contiguous_format
             if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
                 fmt = torch.channels_last
-            background = self._background(plan, x, fmt)
+            background = self._cached_background(plan, x, fmt)
             self._calls[ident] = (plan, background, fmt)
             self.calls += 1
             window = None
@@ -475,6 +484,22 @@ class BorderRunner:
             if a < b and c < d:
                 out[..., a - r0 : b - r0, c - c0 : d - c0] = back.cells((a, b), (c, d))
         return out
+
+    def _cached_background(
+        self, plan: Plan, x: torch.Tensor, fmt: torch.memory_format
+    ) -> dict[int, _Background]:
+        if not self.cache_background or torch.is_grad_enabled():
+            return self._background(plan, x, fmt)
+        key = (*x.shape[1:], x.dtype, x.device, fmt)
+        background = self._backgrounds.get(key)
+        if background is None:
+            background = self._background(plan, x, fmt)
+            self._backgrounds[key] = background
+            if len(self._backgrounds) > _BACKGROUND_CACHE_SIZE:
+                self._backgrounds.popitem(last=False)
+        else:
+            self._backgrounds.move_to_end(key)
+        return background
 
     def _background(
         self, plan: Plan, x: torch.Tensor, fmt: torch.memory_format
@@ -615,9 +640,11 @@ def analyse(net: nn.Module, *, training: bool = False) -> list[Analysis]:
     return found
 
 
-def install(net: nn.Module, analyses: list[Analysis]) -> list[BorderRunner]:
+def install(
+    net: nn.Module, analyses: list[Analysis], *, cache_background: bool = False
+) -> list[BorderRunner]:
     """Swaps each analysed FCN's trunk for segments run by a :class:`BorderRunner`, over the
-    (optimised) modules now under the same names."""
+    (optimised) modules now under the same names; ``cache_background`` for frozen weights."""
     runners = []
     for analysis in analyses:
         fcn = net.get_submodule(analysis.path) if analysis.path else net
@@ -632,6 +659,7 @@ def install(net: nn.Module, analyses: list[Analysis]) -> list[BorderRunner]:
             analysis.segment_ends,
             analysis.flops,
             analysis.channels,
+            cache_background=cache_background,
         )
         count = len(analysis.segment_ends)
         fcn.border_segments = nn.ModuleList(BorderSegment(runner, i) for i in range(count))
@@ -696,6 +724,8 @@ def _unpadded(module: nn.Module) -> nn.Module | None:
     if isinstance(module, PackedConv2d):
         clone = copy.copy(module)
         clone.padding = [0, 0]
+        clone.example = ()  # the packing was chosen for the padded convolution
+        clone.reset_shapes()
         return clone
     if isinstance(module, nn.Conv2d):
         clone = copy.copy(module)

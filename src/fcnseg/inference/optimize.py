@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 import torch
@@ -164,7 +165,7 @@ def optimize_for_inference(
     net = net.to(dtype=dtype, memory_format=torch.channels_last)
     for parameter in net.parameters():
         parameter.requires_grad_(False)
-    _border.install(net, borders)
+    _border.install(net, borders, cache_background=True)
     return InferenceModel(net, precision, device)
 
 
@@ -267,9 +268,14 @@ class PackedConv2d(nn.Module):
         self.out_channels = conv.out_channels
         weight = conv.weight.detach().to(dtype).contiguous(memory_format=torch.channels_last)
         # oneDNN picks the packed layout for an input shape: a poor pick for the real shape
-        # costs a reorder per call (fc6's 7x7 kernel: three times slower). Every shape runs.
+        # costs a reorder per call (fc6's 7x7 kernel: three times slower), or worse, a slow
+        # kernel (AVX2: a 9x9 or 30x30 map 5-30 times slower). Every shape runs; the weights
+        # of other shapes are repacked once (see _weight_for).
         if example is None:
             example = [1, conv.in_channels, 64, 64]
+        self.example = tuple(example)
+        self.weight_count = conv.weight.numel()
+        self.reset_shapes()
         bias = None if conv.bias is None else conv.bias.detach().to(dtype)
         self.register_buffer("bias", bias)
         # A big 1x1 convolution on a channels-last map is a matrix product over the cells:
@@ -288,7 +294,7 @@ class PackedConv2d(nn.Module):
             return self._gemm(x)
         return torch.ops.mkldnn._convolution_pointwise(
             x,
-            self.packed_weight,
+            self._weight_for(tuple(x.shape)),
             self.bias,
             self.padding,
             self.stride,
@@ -298,6 +304,27 @@ class PackedConv2d(nn.Module):
             [],
             "",
         )
+
+    def reset_shapes(self) -> None:
+        """Forget the weights repacked for other input shapes."""
+        self.shaped_weights: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
+
+    def _weight_for(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """The weights packed for inputs of ``shape``: the example's, or a repacking kept for
+        the last :data:`REPACKED_SHAPES` other shapes (weights up to REPACK_MAX_WEIGHTS)."""
+        if shape == self.example or self.weight_count > REPACK_MAX_WEIGHTS:
+            return self.packed_weight
+        weight = self.shaped_weights.get(shape)
+        if weight is None:
+            weight = torch._C._nn.mkldnn_reorder_conv2d_weight(
+                self.packed_weight, self.padding, self.stride, self.dilation, self.groups, shape
+            )
+            self.shaped_weights[shape] = weight
+            if len(self.shaped_weights) > REPACKED_SHAPES:
+                self.shaped_weights.popitem(last=False)
+        else:
+            self.shaped_weights.move_to_end(shape)
+        return weight
 
     def _gemm(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -409,6 +436,10 @@ class PhaseConvTranspose2d(nn.Module):
 
 # 1x1 convolutions with at least this many weights run as a BLAS matrix product in fp32.
 GEMM_MIN_WEIGHTS = 1 << 22
+# Packed convolutions repack their weights for up to this many other input shapes, if they
+# have at most this many weights (every VGG16 convolution, not fc6 or fc7).
+REPACKED_SHAPES = 4
+REPACK_MAX_WEIGHTS = 1 << 23
 
 
 def _is_gemm(conv: nn.Conv2d, dtype: torch.dtype, activation: str) -> bool:
