@@ -423,8 +423,16 @@ class PhaseConvTranspose2d(nn.Module):
         self.register_buffer("bias", None if deconv.bias is None else deconv.bias.detach())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        y = F.pixel_shuffle(self.phase_conv(x), self.stride)  # N×C×s(H+T-1)×s(W+T-1)
+        n, _, height, width = x.shape
+        phases = self.phase_conv(x)  # N x C·s·s x H+T-1 x W+T-1
+        h, w, s = phases.shape[-2], phases.shape[-1], self.stride
+        # Interlaced into contiguous NCHW in one copy: pixel_shuffle on a channels-last map,
+        # then the caller's conversion to NCHW, took eight times as long.
+        y = torch.empty(
+            (n, phases.shape[1] // (s * s), h, s, w, s), dtype=phases.dtype, device=phases.device
+        )
+        y.copy_(phases.permute(0, 2, 3, 1).reshape(n, h, w, -1, s, s).permute(0, 3, 1, 4, 2, 5))
+        y = y.view(n, -1, h * s, w * s)  # N×C×s(H+T-1)×s(W+T-1)
         p = self.padding
         out_height = self.stride * (height - 1) + self.kernel - 2 * p
         out_width = self.stride * (width - 1) + self.kernel - 2 * p
