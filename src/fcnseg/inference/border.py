@@ -183,9 +183,11 @@ class Plan:
     background_maps: set[int]
 
 
-# What copying one element of a map costs, in FLOPs (about 0.6 ns against 70-100 GFLOP/s
-# of convolution per core): an assembly before a layer must save more than it copies.
-_COPY_FLOPS = 48
+# What copying one element of a map costs, in FLOPs (fp32: about 0.6 ns against 70-100
+# GFLOP/s of convolution per core): an assembly before a layer must save more than it
+# copies. In bf16 on AMX a FLOP is six times cheaper, an element half the bytes.
+COPY_FLOPS = 48
+COPY_FLOPS_16BIT = 160
 
 
 class BorderRunner:
@@ -200,6 +202,7 @@ class BorderRunner:
         channels: per map (0: the input), its channels (to cost the copies).
         cache_background: keep the background of the last few input sizes (the weights do
             not change: inference only).
+        copy_flops: what copying one element costs against the layers' FLOPs.
     """
 
     def __init__(
@@ -212,8 +215,10 @@ class BorderRunner:
         channels: Sequence[int],
         *,
         cache_background: bool = False,
+        copy_flops: float = COPY_FLOPS,
     ) -> None:
         self.steps = list(steps)
+        self.copy_flops = copy_flops
         self.padding = padding
         self.modules = list(modules)
         self.segment_ends = list(segment_ends)
@@ -305,7 +310,7 @@ class BorderRunner:
         copied = (r1 - r0) * (c1 - c0)
         if whole and copied == rows.bands[a].length * cols.bands[a].length:
             copied = 0  # a whole map comes in, and is used whole
-        cost = float(_COPY_FLOPS * self.channels[a] * copied)
+        cost = float(self.copy_flops * self.channels[a] * copied)
         height, width = r1 - r0, c1 - c0
         for j in range(a, b):
             for op in self.steps[j].ops:
@@ -641,7 +646,11 @@ def analyse(net: nn.Module, *, training: bool = False) -> list[Analysis]:
 
 
 def install(
-    net: nn.Module, analyses: list[Analysis], *, cache_background: bool = False
+    net: nn.Module,
+    analyses: list[Analysis],
+    *,
+    cache_background: bool = False,
+    copy_flops: float = COPY_FLOPS,
 ) -> list[BorderRunner]:
     """Swaps each analysed FCN's trunk for segments run by a :class:`BorderRunner`, over the
     (optimised) modules now under the same names; ``cache_background`` for frozen weights."""
@@ -660,6 +669,7 @@ def install(
             analysis.flops,
             analysis.channels,
             cache_background=cache_background,
+            copy_flops=copy_flops,
         )
         count = len(analysis.segment_ends)
         fcn.border_segments = nn.ModuleList(BorderSegment(runner, i) for i in range(count))

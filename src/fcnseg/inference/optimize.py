@@ -165,7 +165,8 @@ def optimize_for_inference(
     net = net.to(dtype=dtype, memory_format=torch.channels_last)
     for parameter in net.parameters():
         parameter.requires_grad_(False)
-    _border.install(net, borders, cache_background=True)
+    copy_flops = _border.COPY_FLOPS if precision == "fp32" else _border.COPY_FLOPS_16BIT
+    _border.install(net, borders, cache_background=True, copy_flops=copy_flops)
     return InferenceModel(net, precision, device)
 
 
