@@ -62,10 +62,19 @@ def runners(fast: nn.Module) -> list[BorderRunner]:
 
 def _sizes(name: str) -> list[tuple[int, int]]:
     # AlexNet and GoogLeNet run at full width (the whole structure) and take seconds at
-    # 375x500: that size once, on the net with both skips
+    # 375x500: GoogLeNet's net with both skips here, AlexNet in a slow test below
     if "vgg16" in name or name == "fcn8s-googlenet":
         return SIZES
-    return [*SIZES[:2], (97, 131)]
+    return SIZES[:2]
+
+
+@pytest.mark.slow
+def test_full_width_alexnet_at_375x500() -> None:
+    model = build("fcn32s-alexnet")
+    x = image(1, 3, 375, 500)
+    with torch.no_grad():
+        reference = model(x)
+    assert_same_scores(optimize_for_inference(model, "fp32")(x), reference)
 
 
 @pytest.mark.parametrize("name", fcnseg.list_models())
