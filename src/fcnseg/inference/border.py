@@ -32,7 +32,7 @@ value the same net gives an all-zero image: the **background** ``B``. This modul
 Every cell is computed by the same layer from the same inputs as in the plain net, so the
 result is the plain net's to fp32 rounding (the kernels may sum in another order on other
 shapes), at every size, 1x1 included. Layers of unknown spatial extent switch the net back
-to the plain path. At 500x500 the FCN-8s VGG16 forward pass runs about 255 of its 363 GFLOP
+to the plain path. At 500x500 the FCN-8s VGG16 forward pass runs 260 of its 363 GFLOP
 (the lean geometry: 217).
 """
 
