@@ -321,7 +321,8 @@ def test_loading_and_predicting_leave_training_unimported() -> None:
         "import sys, numpy as np, fcnseg\n"
         "m = fcnseg.load_model('camvid-fcn8s')\n"
         "fcnseg.predict(m, np.zeros((40, 50, 3), np.uint8))\n"
-        "print(sorted(k for k in sys.modules if k.startswith('fcnseg.train') or k == 'fcnseg.cli'))\n"
+        "loaded = [k for k in sys.modules if k.startswith('fcnseg.train') or k == 'fcnseg.cli']\n"
+        "print(sorted(loaded))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
