@@ -45,6 +45,9 @@ LEGACY_CHECKPOINT = "fcnseg-checkpoint/1"
 INITS = ("trained", "fcn", "classifier")
 # A header's JSON is read whole; a real record is a few kilobytes.
 MAX_METADATA_BYTES = 1 << 20
+# The whole safetensors header (every tensor's name, dtype, shape and offsets, and the
+# record): a VGG16 FCN's is about 10 kB. Checked before safetensors parses it.
+MAX_HEADER_BYTES = 16 << 20
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
@@ -300,18 +303,45 @@ def save_weights(
 def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], ModelMeta]:
     """The state dict and metadata of a weight file, in the current or a 0.1 format.
 
+    A hostile file costs little: the header's size is checked before it is parsed, the
+    record is read and checked before any tensor, and safetensors refuses a tensor whose
+    declared shape and type do not match the bytes the file holds for it, so the tensors
+    read never take more memory than the file's size. Nothing in the file is executed.
+
     Raises:
         FcnsegError: the file is missing, not safetensors, or has no valid fcnseg metadata.
     """
     path = Path(path)
     if not path.is_file():
         raise FcnsegError(f"{path}: no such file")
+    _check_header_size(path)
     try:
         with safetensors.safe_open(path, framework="pt") as handle:
-            header = handle.metadata() or {}
+            meta = _record(path, handle.metadata() or {})
             state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except FcnsegError:
+        raise
     except Exception as error:  # noqa: BLE001 - safetensors reports a bad file in several ways
         raise FcnsegError(f"{path}: not a readable safetensors file ({error})") from None
+    return state, meta
+
+
+def _check_header_size(path: Path) -> None:
+    try:
+        with open(path, "rb") as file:
+            start = file.read(8)
+    except OSError as error:
+        raise FcnsegError(f"{path}: cannot read: {error.strerror or error}") from None
+    if len(start) == 8 and int.from_bytes(start, "little") > MAX_HEADER_BYTES:
+        raise FcnsegError(
+            f"{path}: not a readable safetensors file (a header of "
+            f"{int.from_bytes(start, 'little')} bytes declared; fcnseg's are far below "
+            f"{MAX_HEADER_BYTES})"
+        )
+
+
+def _record(path: Path, header: Mapping[str, str]) -> ModelMeta:
+    """The fcnseg record of a weight file's safetensors header (``header``)."""
     if METADATA_KEY in header:
         text = header[METADATA_KEY]
     elif header.get("format") == LEGACY_CHECKPOINT:
@@ -324,7 +354,7 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as error:
         raise FcnsegError(f"{path}: fcnseg metadata is not JSON ({error})") from None
-    return state, ModelMeta.from_dict(data, str(path))
+    return ModelMeta.from_dict(data, str(path))
 
 
 def _legacy_sidecar(path: Path, header: Mapping[str, str]) -> str:
@@ -353,10 +383,23 @@ def load_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source:
     Raises:
         FcnsegError: missing or unexpected keys, or a tensor of another shape.
     """
-    expected = model.state_dict()
+    check_fit(model.state_dict(), state, source)
+    model.load_state_dict(state)
+
+
+def check_fit(
+    expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], source: Path
+) -> None:
+    """Checks that ``state`` has the names, shapes and types of ``expected`` (a model's state
+    dict, on any device, the meta device included).
+
+    Raises:
+        FcnsegError: naming ``source`` and the first misfits.
+    """
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    types = [k for k in expected if k in state and state[k].dtype != expected[k].dtype]
     problems = []
     if missing:
         problems.append(f"missing {missing[:3]}")
@@ -367,9 +410,11 @@ def load_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source:
         problems.append(
             f"{name} is {tuple(state[name].shape)}, the model's {tuple(expected[name].shape)}"
         )
+    if types:
+        name = types[0]
+        problems.append(f"{name} is {state[name].dtype}, the model's {expected[name].dtype}")
     if problems:
         raise FcnsegError(f"{source}: weights do not fit the model ({'; '.join(problems)})")
-    model.load_state_dict(state)
 
 
 def list_pretrained() -> list[str]:
@@ -424,6 +469,9 @@ def load_model(
     """
     path = resolve(spec)
     state, meta = read_weights(path)
+    # The record says what to build; it is checked against the tensors the file holds on
+    # the meta device first, so that a record declaring a huge net allocates nothing.
+    check_fit(_skeleton(meta, path).state_dict(), state, path)
     model = build_model(meta.model, **meta.build)
     load_state_dict(model, state, path)
     model.meta = meta
@@ -431,6 +479,17 @@ def load_model(
     if device is not None:
         model.to(device)
     return model
+
+
+def _skeleton(meta: ModelMeta, path: Path) -> nn.Module:
+    """The model ``meta`` describes, on the meta device (shapes and types, no memory)."""
+    try:
+        with torch.device("meta"):
+            return build_model(meta.model, **meta.build)
+    except FcnsegError as error:
+        raise FcnsegError(f"{path}: {error}") from None
+    except Exception as error:  # noqa: BLE001 - a hostile record can break a constructor anyhow
+        raise FcnsegError(f"{path}: its metadata builds no model ({error!r})") from None
 
 
 @functools.cache

@@ -10,7 +10,7 @@ def bilinear_filter(size: int) -> torch.Tensor:
     """A ``size x size`` bilinear interpolation kernel, as the reference's ``upsample_filt``."""
     factor = (size + 1) // 2
     center = factor - 1 if size % 2 == 1 else factor - 0.5
-    grid = torch.arange(size, dtype=torch.float64)
+    grid = torch.arange(size, dtype=torch.float64, device="cpu")
     profile = 1 - (grid - center).abs() / factor
     return (profile[:, None] * profile[None, :]).float()
 
@@ -26,8 +26,7 @@ def bilinear_upsampling(
     layer = nn.ConvTranspose2d(channels, channels, kernel, stride=stride, bias=False)
     with torch.no_grad():
         layer.weight.zero_()
-        filt = bilinear_filter(kernel)
-        for c in range(channels):
-            layer.weight[c, c] = filt
+        diagonal = torch.arange(channels, device="cpu")  # on the CPU under any device context
+        layer.weight[diagonal, diagonal] = bilinear_filter(kernel)
     layer.weight.requires_grad_(learnable)
     return layer
