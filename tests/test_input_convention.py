@@ -94,3 +94,9 @@ def test_normalize_stays_on_the_inputs_cuda_device() -> None:
     expected = (np.array([10, 20, 30]) / 255 - TORCHVISION_MEAN) / TORCHVISION_STD
     np.testing.assert_allclose(x.flatten().cpu().numpy(), expected, rtol=1e-6)
     assert CAFFE.normalize(raw).flatten().tolist() == [30.0 - 104, 20.0 - 117, 10.0 - 123]
+
+
+def test_preprocess_refuses_other_shapes() -> None:
+    for shape in [(4, 4), (4, 4, 4), (4, 4, 1), (1, 4, 4, 3)]:
+        with pytest.raises(FcnsegError, match="expected raw pixels H x W x 3"):
+            CAFFE.preprocess(np.zeros(shape, dtype=np.uint8))
