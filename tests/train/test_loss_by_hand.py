@@ -17,6 +17,7 @@ from fcnseg.train.loss import (
     class_frequencies,
     loss_sampling_mask,
     median_frequency_weights,
+    parse_class_weights,
     pixel_loss,
 )
 
@@ -115,3 +116,13 @@ def test_class_frequencies_and_median_weights_by_hand() -> None:
     assert counts.tolist() == [[1, 3, 1], [1, 4, 4]]
     weights = median_frequency_weights(counts)
     assert weights.tolist() == pytest.approx([0.75, 1.0, 3.0], rel=1e-6)
+
+
+def test_given_class_weights_are_one_finite_non_negative_number_per_class() -> None:
+    weights = parse_class_weights([1, 2.5, 0], 3)
+    assert weights.dtype == torch.float32 and weights.tolist() == [1.0, 2.5, 0.0]
+    with pytest.raises(ValueError, match="2 class weights given for 3 classes"):
+        parse_class_weights([1, 2], 3)
+    for bad in ([1, -0.5, 1], [1, math.inf, 1], [1, math.nan, 1]):
+        with pytest.raises(ValueError, match="class weights must be finite and non-negative"):
+            parse_class_weights(bad, 3)
