@@ -15,7 +15,7 @@ from fcnseg.train.log import read_log
 TINY = ["--width", "0.0625", "--fc-width", "16", "--batch-size", "2", "--no-progress"]
 
 
-def test_train_then_resume_from_the_command_line(tmp_path: Path) -> None:
+def test_train_then_resume_from_the_command_line(tmp_path: Path, metrics_check) -> None:
     out = tmp_path / "run"
     args = ["train", "--dataset", "synthetic", "--recipe", "scratch", "--out", str(out), *TINY]
     assert main([*args, "--max-iter", "2", "--eval-every", "2", "--jitter", "8"]) == 0
@@ -23,7 +23,13 @@ def test_train_then_resume_from_the_command_line(tmp_path: Path) -> None:
     assert config["backbone"] == {"width": 0.0625, "fc_width": 16, "batch_norm": True}
     assert config["jitter"] == 8 and config["recipe"] == "scratch" and config["lr_policy"] == "poly"
     metadata = load_checkpoint(out / "last")[1]
-    assert metadata.iteration == 2 and metadata.metrics["mean_iu"] is not None
+    assert metadata.iteration == 2
+    # the checkpoint holds the evaluation the log recorded at step 2, on the 6 classes
+    evaluations = [e for e in read_log(out) if "eval" in e]
+    assert [e["iteration"] for e in evaluations] == [2]
+    assert metadata.metrics == evaluations[0]["eval"]
+    assert len(metadata.metrics["confusion"]) == 6
+    metrics_check(metadata.metrics)
 
     assert main(["train", "--resume", "--out", str(out), "--max-iter", "3", "--no-progress"]) == 0
     assert load_checkpoint(out / "last")[1].iteration == 3

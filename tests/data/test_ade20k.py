@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,6 +14,7 @@ import torch
 
 from fcnseg.cli import main
 from fcnseg.data import ADE20K_INFO, ade20k_score, build_dataset
+from fcnseg.data.ade20k import ade20k_score_text
 from fcnseg.errors import FcnsegError
 
 IMAGENET_MEAN_BGR = (103.53, 116.28, 123.675)
@@ -160,3 +162,95 @@ def test_train_a_step_and_evaluate_from_the_command_line(
     line = next(line for line in printed.splitlines() if line.startswith("ade_score"))
     assert line.split()[1] == f"{score:.2f}"
     assert "mean_iu" in printed
+
+
+def test_each_missing_folder_or_file_is_named(
+    ade: SimpleNamespace, fmt: SimpleNamespace, tmp_path: Path
+) -> None:
+    root = ade.root
+    annotation = root / "annotations" / "validation" / "ADE_val_00000001.png"
+    annotation.unlink()
+    with pytest.raises(FcnsegError) as error:
+        build_dataset("ade20k", root, "validation")
+    assert str(error.value) == (
+        f"{annotation}: file not found (1 of 1 ADE20K validation annotation files missing)"
+    )
+    for folder, what in [
+        ("annotations/validation", "ADE20K validation annotations"),
+        ("images/validation", "ADE20K validation images"),
+        ("annotations", "ADE20K annotations"),
+        ("images", "ADE20K images"),
+    ]:
+        (root / folder).rename(tmp_path / "moved")
+        with pytest.raises(FcnsegError) as error:
+            build_dataset("ade20k", root, "val")
+        assert str(error.value) == f"{root / folder}: {what} folder not found"
+        (tmp_path / "moved").rename(root / folder)
+        fmt.write_gray_png(annotation, _annotation(2))
+
+
+def test_a_label_of_another_size_names_its_file(ade: SimpleNamespace, fmt: SimpleNamespace):
+    path = ade.root / "annotations" / "validation" / "ADE_val_00000001.png"
+    fmt.write_gray_png(path, np.ones((HEIGHT, WIDTH + 1), dtype=np.uint8))
+    with pytest.raises(FcnsegError) as error:
+        build_dataset("ade20k", ade.root, "validation")[0]
+    assert str(error.value) == f"{path}: label is 8x17 (HxW) but its image is 8x16"
+
+
+def test_the_transform_is_applied(ade: SimpleNamespace) -> None:
+    def halve(image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return image[:, ::2], label[::2]
+
+    image, label = build_dataset("ade20k", ade.root, "validation", transform=halve)[0]
+    assert image.shape == (3, HEIGHT // 2, WIDTH) and label.shape == (HEIGHT // 2, WIDTH)
+    expected = np.where(_annotation(2) == 0, 255, _annotation(2).astype(np.int64) - 1)
+    np.testing.assert_array_equal(label.numpy(), expected[::2])
+
+
+@pytest.mark.parametrize(
+    ("hist", "expected"),
+    [
+        # one pixel, right: pixel accuracy 1, IU 1 (the class absent everywhere is left out)
+        ([[1, 0], [0, 0]], 1.0),
+        # class 0 has one pixel, predicted as 1: its IU is 0 / 1 and counts; class 1's is 5/6;
+        # pixel accuracy 5/6: (5/6 + (0 + 5/6) / 2) / 2 = 5/8
+        ([[0, 1], [0, 5]], 5 / 8),
+    ],
+)
+def test_ade_score_by_hand(hist: list[list[int]], expected: float) -> None:
+    assert ade20k_score(np.array(hist)) == pytest.approx(expected, abs=1e-15)
+
+
+def test_ade_score_of_nothing_or_null_is_nan_without_numpy_warnings() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 0/0 in numpy would warn
+        assert np.isnan(ade20k_score(np.zeros((3, 3), dtype=np.int64)))
+    assert np.isnan(ade20k_score({"pixel_acc": 0.5, "mean_iu": None}))
+    assert np.isnan(ade20k_score({"pixel_acc": None, "mean_iu": 0.5}))
+
+
+def test_ade_score_sums_in_float64() -> None:
+    """float32 cannot hold 2^24 + 1: a float32 matrix of large counts is summed in float64."""
+    hist = torch.tensor([[2.0**24, 1.0], [1.0, 2.0**24]], dtype=torch.float32)
+    total = 2.0**25 + 2
+    iu = 2.0**24 / (2.0**24 + 2)
+    assert ade20k_score(hist) == pytest.approx((2.0**25 / total + iu) / 2, rel=0, abs=1e-15)
+
+
+def test_ade_score_needs_a_square_matrix() -> None:
+    for shape in [(4,), (2, 3), (2, 2, 2)]:
+        with pytest.raises(ValueError, match="expected a K x K confusion matrix"):
+            ade20k_score(np.ones(shape))
+
+
+def test_ade_score_line_under_the_table() -> None:
+    width = max(len(name) for name in ADE20K_INFO.class_names)  # the table's class column
+    assert width > len("class")
+    metrics = {"pixel_acc": 0.75, "mean_iu": 0.5}
+    assert ade20k_score_text("ade20k", metrics) == (
+        "ade_score".ljust(width) + "   62.50  ((pixel_acc + mean_iu) / 2)\n"
+    )
+    assert ade20k_score_text("ade20k", {"pixel_acc": None, "mean_iu": None}) == (
+        "ade_score".ljust(width) + "     n/a  ((pixel_acc + mean_iu) / 2)\n"
+    )
+    assert ade20k_score_text("cityscapes", metrics) == ""

@@ -6,6 +6,7 @@ becomes an FCN initialisation whose convolutionalized form scores as the classif
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 from pathlib import Path
 
@@ -82,7 +83,8 @@ def test_fcn_files_convert_bit_for_bit_and_load_strictly(
     net.load_state_dict(state, strict=True)
     loaded, loaded_metadata = read_weights(dst)
     # the file adds when it was saved (and the commit); the rest is the record convert returned
-    assert loaded_metadata.saved is not None
+    saved = datetime.datetime.fromisoformat(loaded_metadata.saved)
+    assert saved.utcoffset() == datetime.timedelta(0)
     assert loaded_metadata.replace(git=metadata.git, saved=metadata.saved) == metadata
     assert loaded.keys() == state.keys()
     assert all(torch.equal(loaded[k], state[k]) for k in state)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -39,10 +40,14 @@ def test_round_trip_and_load_model(tmp_path: Path) -> None:
         for k, v in build_model("fcn32s-vgg16", num_classes=2, **SMALL).state_dict().items()
     }
     path = tmp_path / "w.safetensors"
+    before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     save_weights(path, state, _metadata())
+    after = datetime.datetime.now(datetime.timezone.utc)
     loaded, metadata = read_weights(path)
-    # saving stamps the time (and the commit, in a checkout); the rest reads back as written
-    assert metadata.saved is not None
+    # saving stamps the time, ISO 8601 in UTC to the second (and the commit, in a checkout);
+    # the rest reads back as written
+    saved = datetime.datetime.fromisoformat(metadata.saved)
+    assert saved.utcoffset() == datetime.timedelta(0) and before <= saved <= after
     assert metadata.replace(git=None, saved=None) == _metadata()
     assert all(torch.equal(loaded[k], state[k]) for k in state)
     net = load_model(path)

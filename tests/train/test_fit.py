@@ -14,8 +14,6 @@ import torch
 from tiny_runs import tiny_config
 
 from fcnseg.data.synthetic import SYNTHETIC_INFO
-from fcnseg.errors import FcnsegError
-from fcnseg.runtime import amp_dtype
 from fcnseg.train import DivergedError, fit, fit_staged, load_checkpoint
 from fcnseg.train import loop as loop_module
 from fcnseg.train.log import read_log
@@ -213,17 +211,6 @@ def test_staged_run_starts_each_stage_from_the_one_before(tmp_path: Path, tiny_d
         fit_staged(config, tmp_path, resume=True, train_set=train, val_set=val, progress=False)
         is None
     )  # every stage had finished
-
-
-def test_bf16_autocast_trains_on_the_cpu(tmp_path: Path, tiny_data) -> None:
-    train, val = tiny_data
-    result = fit(
-        tiny_config(amp="bf16", max_iter=2), tmp_path, train_set=train, val_set=val, progress=False
-    )
-    assert all(math.isfinite(loss) for loss in losses(tmp_path).values())
-    assert result.model.score_fr.weight.dtype == torch.float32  # autocast, not a bf16 model
-    with pytest.raises(FcnsegError, match="fp16 needs a CUDA device"):
-        amp_dtype("fp16", torch.device("cpu"))
 
 
 def test_tensorboard_gets_the_curves_when_installed(

@@ -174,7 +174,12 @@ def test_a_stop_condition_ends_the_run_saved_and_resumable(tmp_path: Path, tiny_
         progress=False,
         stop=lambda iteration: iteration >= 2,
     )
-    assert result.stopped and result.iteration == 2 and result.metrics is not None
+    assert result.stopped and result.iteration == 2
+    # the run evaluates where the condition stopped it: the record the log and `last` hold
+    evaluations = [e for e in read_log(tmp_path / "cut") if "eval" in e]
+    assert [e["iteration"] for e in evaluations] == [2]
+    assert result.metrics == evaluations[0]["eval"]
+    assert load_checkpoint(tmp_path / "cut" / "last")[1].metrics == result.metrics
     assert load_checkpoint(tmp_path / "cut" / "last")[1].iteration == 2
     resumed = fit(config, tmp_path / "cut", resume=True, train_set=train, val_set=val)
     assert not resumed.stopped and resumed.iteration == 5

@@ -1,0 +1,56 @@
+"""Fixtures of every test folder: the paper's metrics by their definitions, for checking a
+``metrics.json`` where the values themselves cannot be known in advance (a trained net's)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+METRICS = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
+
+
+def paper_metrics(confusion: Sequence[Sequence[int]]) -> dict[str, float]:
+    """Section 5's four metrics of a confusion matrix (rows the truth), written from the
+    definitions with numpy as the reference's ``score.py`` does (``np.nanmean``), not by
+    fcnseg."""
+    n = np.asarray(confusion, dtype=np.float64)
+    t = n.sum(1)
+    diag = np.diag(n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acc = diag / t
+        iu = diag / (t + n.sum(0) - diag)
+    freq = t / t.sum()
+    return {
+        "pixel_acc": diag.sum() / t.sum(),
+        "mean_acc": np.nanmean(acc),
+        "mean_iu": np.nanmean(iu),
+        "fw_iu": (freq[freq > 0] * iu[freq > 0]).sum(),
+    }
+
+
+def check_metrics_record(record: dict[str, Any], truth: np.ndarray | None = None) -> None:
+    """The record's metrics are its confusion matrix's, by the definitions; the matrix's rows
+    count the held-out ground truth (``truth``: its class labels, void already left out)."""
+    confusion = np.asarray(record["confusion"])
+    if truth is not None:
+        counts = np.bincount(np.asarray(truth).ravel(), minlength=len(confusion))
+        np.testing.assert_array_equal(confusion.sum(1), counts)
+    expected = paper_metrics(confusion)
+    for key in METRICS:
+        assert record[key] == pytest.approx(expected[key], rel=1e-12, abs=1e-15), key
+    diag = np.diag(confusion)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_class = diag / (confusion.sum(0) + confusion.sum(1) - diag)
+    # metrics.json writes a class neither in the truth nor predicted (NaN) as null
+    assert [v is None for v in record["iu"].values()] == np.isnan(per_class).tolist()
+    kept = [v for v in record["iu"].values() if v is not None]
+    assert kept == pytest.approx(per_class[~np.isnan(per_class)].tolist(), rel=1e-12)
+
+
+@pytest.fixture
+def metrics_check() -> Callable[..., None]:
+    """:func:`check_metrics_record`, for tests in any folder."""
+    return check_metrics_record
