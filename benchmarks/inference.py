@@ -35,11 +35,9 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import platform
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch.nn import functional as F
@@ -66,7 +64,7 @@ from fcnseg.inference.bench import (
 from fcnseg.inference.dense import fcn32s_score_chain, shift_and_stitch, total_stride
 from fcnseg.inference.export import relative_error
 from fcnseg.inference.optimize import fast_training_model
-from fcnseg.runtime import DTYPES
+from fcnseg.runtime import DTYPES, cpu_info
 
 # Targets of issues 6 and 13, checked at the end.
 FASTEST_EXACT_SPEEDUP = 2.2  # issue 6: the fastest exact-geometry path against eager fp32
@@ -115,43 +113,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--results", help="JSON output (default: benchmarks/results/inference-<CPU class>.json)"
     )
     return parser.parse_args(argv)
-
-
-def cpu_description() -> dict:
-    """This CPU: its model, PyTorch's kernel capability, its vector and matrix extensions, the
-    precisions that run natively, and the class its results are filed under."""
-    name, flags = platform.processor() or platform.machine(), set()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and name in ("", platform.machine()):
-                name = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    extensions = [
-        flag
-        for flag in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16")
-        if flag in flags
-    ]
-    if "amx_bf16" in flags:
-        cpu_class = "amx"
-    elif "avx512_bf16" in flags:
-        cpu_class = "avx512-bf16"
-    elif "avx512f" in flags:
-        cpu_class = "avx512"
-    elif "avx2" in flags:
-        cpu_class = "avx2"
-    else:
-        cpu_class = str(torch.backends.cpu.get_cpu_capability()).lower()
-    return {
-        "model": name,
-        "capability": torch.backends.cpu.get_cpu_capability(),
-        "extensions": extensions,
-        "native_precisions": native_precisions(),
-        "class": cpu_class,
-        "threads": torch.get_num_threads(),
-    }
 
 
 def describe(cpu: dict) -> str:
@@ -556,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     started = time.perf_counter()
-    cpu = cpu_description()
+    cpu = cpu_info()
     print(describe(cpu))
     gemm = {DTYPES[p]: gemm_rate(DTYPES[p]) for p in native_precisions()}
     print(

@@ -124,31 +124,53 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device.type, dtype=dtype)
 
 
+# The x86 extensions that decide which kernels run, as /proc/cpuinfo names them.
+EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16")
+
+
 def cpu_info() -> dict[str, Any]:
     """What the benchmarks print first and record: the CPU model, torch's kernel capability
-    (``DEFAULT``, ``AVX2``, ``AVX512``, ``AVX512_BF16``, ``AMX``...), the natively run
-    precisions and the thread count. Figures from different CPUs are never compared."""
-    capability = torch.backends.cpu.get_cpu_capability()
+    (``DEFAULT``, ``AVX2``, ``AVX512``...), the vector and matrix extensions present, the
+    natively run precisions, the class results are filed under (:func:`cpu_class`) and the
+    thread count. Figures from different CPUs are never compared."""
+    model, flags = _cpu_model_and_flags()
     return {
-        "cpu": _cpu_model(),
-        "capability": capability,
-        "native": native_precisions("cpu"),
+        "model": model,
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "extensions": [flag for flag in EXTENSIONS if flag in flags],
+        "native_precisions": native_precisions("cpu"),
+        "class": cpu_class(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
 
 
 def cpu_class() -> str:
-    """A short name for the kind of CPU, for result file names: its capability, lower case,
-    with ``-bf16`` where bf16 is native."""
-    capability = torch.backends.cpu.get_cpu_capability().lower()
-    return capability + ("-bf16" if "bf16" in native_precisions("cpu") else "")
+    """The kind of CPU, for result file names: ``amx``, ``avx512-bf16``, ``avx512``, ``avx2``,
+    else torch's capability in lower case."""
+    _, flags = _cpu_model_and_flags()
+    for flag, name in (
+        ("amx_bf16", "amx"),
+        ("avx512_bf16", "avx512-bf16"),
+        ("avx512f", "avx512"),
+        ("avx2", "avx2"),
+    ):
+        if flag in flags:
+            return name
+    return str(torch.backends.cpu.get_cpu_capability()).lower()
 
 
-def _cpu_model() -> str:
+@functools.cache
+def _cpu_model_and_flags() -> tuple[str, frozenset[str]]:
+    model, flags = platform.processor() or platform.machine(), frozenset()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = frozenset(value.split())
+            if flags and model != (platform.processor() or platform.machine()):
+                break
+    return model, flags
