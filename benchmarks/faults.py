@@ -12,7 +12,8 @@ bit. The moments are drawn from ``--seed``. Run from the repository root::
 
     python benchmarks/faults.py
 
-Prints a table, writes benchmarks/results/faults.json, and exits 1 if any moment fails.
+Prints a table, writes benchmarks/results/faults-<CPU class>.json, and
+exits 1 if any moment fails.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from machine_info import heading, machine
+from machine_info import heading, machine, results_path
 from PIL import Image
 
 import fcnseg
@@ -57,7 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-every", type=int, default=4)
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers (1)")
     parser.add_argument("--keep", help="a folder to keep the runs in (default: removed)")
-    parser.add_argument("--results", default="benchmarks/results/faults.json")
+    parser.add_argument(
+        "--results", help="JSON output (default: benchmarks/results/faults-<CPU class>.json)"
+    )
     return parser.parse_args(argv)
 
 
@@ -267,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(rows) - len(failures)} of {len(rows)} resumed to the uninterrupted weights and log"
     )
     path = write_results(
-        args.results,
+        results_path(args.results, "faults", info),
         {
             "machine": info,
             "command": " ".join(["python", "benchmarks/faults.py", *(argv or sys.argv[1:])]),

@@ -17,7 +17,8 @@ justify fails instead of exhausting the machine. Run from the repository root::
 
     python benchmarks/fuzz.py            # 10,000 caffemodel + 2,000 safetensors cases
 
-Prints a table, writes benchmarks/results/fuzz.json, and exits 1 on any crash or hang.
+Prints a table, writes benchmarks/results/fuzz-<CPU class>.json, and
+exits 1 on any crash or hang.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from machine_info import heading, machine
+from machine_info import heading, machine, results_path
 
 import fcnseg
 from fcnseg.errors import FcnsegError
@@ -60,7 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--caffemodel-cases", type=int, default=10_000)
     parser.add_argument("--safetensors-cases", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--results", default="benchmarks/results/fuzz.json")
+    parser.add_argument(
+        "--results", help="JSON output (default: benchmarks/results/fuzz-<CPU class>.json)"
+    )
     return parser.parse_args(argv)
 
 
@@ -294,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         for example in r["crash_examples"]:
             print(f"crash ({r['kind']}): {example}")
     path = write_results(
-        args.results,
+        results_path(args.results, "fuzz", info),
         {
             "machine": info,
             "command": " ".join(["python", "benchmarks/fuzz.py", *(argv or sys.argv[1:])]),

@@ -1,5 +1,4 @@
-"""The machine a benchmark ran on, for its heading and JSON: fcnseg.runtime's CPU probe plus
-the cores, the load and the versions."""
+"""The machine a benchmark ran on (``fcnseg.runtime.cpu_info``), its cores and load."""
 
 from __future__ import annotations
 
@@ -11,11 +10,10 @@ from fcnseg.runtime import cpu_info
 
 
 def machine() -> dict[str, Any]:
-    """What the results depend on, for the JSON and the table's heading."""
-    info = cpu_info()
+    """What the results depend on, for the JSON and the table's heading; ``class`` names the
+    results file (``<script>-<class>.json``), since figures of different CPUs differ."""
     return {
-        **info,
-        "cpu": info["model"],
+        **cpu_info(),
         "cores": os.cpu_count(),
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
@@ -24,8 +22,13 @@ def machine() -> dict[str, Any]:
 
 def heading(info: dict[str, Any]) -> str:
     """One line: the CPU, its extensions, cores and load."""
-    extensions = ", ".join(info["extensions"]) or "no AVX2"
+    extensions = ", ".join(info["extensions"]) or "no vector extensions listed"
     return (
-        f"{info['cpu']} ({extensions}, capability {info['capability']}), {info['cores']} cores, "
-        f"load average {info['load_average_1min']:.1f}, torch {info['torch']}"
+        f"{info['model']} ({info['capability']}: {extensions}), {info['cores']} cores, load "
+        f"average {info['load_average_1min']:.1f}, torch {info['torch']}"
     )
+
+
+def results_path(given: str | None, script: str, info: dict[str, Any]) -> str:
+    """``given``, or ``benchmarks/results/<script>-<class>.json``."""
+    return given or f"benchmarks/results/{script}-{info['class']}.json"

@@ -11,7 +11,8 @@ root::
 
     python benchmarks/memory.py
 
-Prints a table, writes benchmarks/results/memory.json, and exits 1 if memory grows.
+Prints a table, writes benchmarks/results/memory-<CPU class>.json, and
+exits 1 if memory grows.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from machine_info import heading, machine
+from machine_info import heading, machine, results_path
 from PIL import Image
 from tqdm import tqdm
 
@@ -52,7 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=20, help="images before the baseline")
     parser.add_argument("--tolerance-mb", type=float, default=16.0)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--results", default="benchmarks/results/memory.json")
+    parser.add_argument(
+        "--results", help="JSON output (default: benchmarks/results/memory-<CPU class>.json)"
+    )
     return parser.parse_args(argv)
 
 
@@ -158,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     verdict = f"grows: {', '.join(failed)}" if failed else "flat"
     print(f"after image {args.warmup}: {verdict} (tolerance {args.tolerance_mb:g} MB)")
     path = write_results(
-        args.results,
+        results_path(args.results, "memory", info),
         {
             "machine": info,
             "command": " ".join(["python", "benchmarks/memory.py", *(argv or sys.argv[1:])]),
