@@ -328,3 +328,21 @@ def test_loading_and_predicting_leave_training_unimported() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_awkward_arguments_are_one_clear_error(tmp_path: Path) -> None:
+    model = fcnseg.load_model("camvid-fcn8s")
+    rgb = np.zeros((8, 9, 3), np.uint8)
+    with pytest.raises(FcnsegError, match="max_memory='abc'"):
+        fcnseg.predict(model, rgb, max_memory="abc")
+    with pytest.raises(FcnsegError, match="flip='yes'"):
+        fcnseg.predict(model, rgb, flip="yes")
+    with pytest.raises(FcnsegError, match=r"RGBA\? drop the alpha"):
+        fcnseg.predict(model, np.zeros((8, 9, 4), np.uint8))
+    with pytest.raises(FcnsegError, match="for 16-bit values"):
+        fcnseg.predict(model, rgb.astype(np.uint16))
+    with pytest.raises(FcnsegError, match="a folder, not an image file"):
+        fcnseg.predict(model, tmp_path)
+    (tmp_path / "m.onnx").write_bytes(b"onnx")
+    with pytest.raises(FcnsegError, match="an exported model, which fcnseg predict runs"):
+        fcnseg.load_model(tmp_path / "m.onnx")

@@ -31,7 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fcnseg`` console script."""
-    args = build_parser().parse_args(argv)
+    try:
+        # importing the subcommands (and torch) takes seconds: a Ctrl-C then is one line too
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print("fcnseg: interrupted", file=sys.stderr)
+        return 130
     try:
         return int(args.run(args) or 0)
     except FcnsegError as error:

@@ -53,6 +53,8 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         FcnsegError: no such file, or not an image PIL can read (one line, naming the file).
     """
     path = Path(path)
+    if path.is_dir():
+        raise FcnsegError(f"{path}: a folder, not an image file (fcnseg predict takes folders)")
     if not path.is_file():
         raise FcnsegError(f"{path}: no such image file")
     try:
@@ -118,12 +120,22 @@ def raw_pixels(image: ImageLike, convention: InputConvention, index: int = 0) ->
             "(np.stack([grey] * 3, axis=-1))"
         )
     if image.ndim != 3 or image.shape[2] != channels:
-        hint = " (channels first? use array.transpose(1, 2, 0))" if image.ndim == 3 else ""
+        hint = ""
+        if image.ndim == 3 and image.shape[0] == channels:
+            hint = " (channels first? use array.transpose(1, 2, 0))"
+        elif image.ndim == 3 and channels == 3 and image.shape[2] == 4:
+            hint = " (RGBA? drop the alpha: array[:, :, :3])"
         raise FcnsegError(f"image {index}: shape {image.shape}, expected H x W x {channels}{hint}")
     if channels == 3 and image.dtype != np.uint8:
         raise FcnsegError(
             f"image {index}: dtype {image.dtype}, expected uint8 RGB 0-255 "
-            "(for 0-1 floats: (array * 255).round().astype(np.uint8))"
+            + (
+                "(for 0-1 floats: (array * 255).round().astype(np.uint8))"
+                if image.dtype.kind == "f"
+                else "(for 16-bit values: (array / 257).round().astype(np.uint8))"
+                if image.dtype in (np.uint16, np.int32, np.int64)
+                else ""
+            )
         )
     if image.dtype.kind not in "uf":
         raise FcnsegError(f"image {index}: dtype {image.dtype}, expected uint8 or float")
@@ -190,6 +202,12 @@ def predict(
                 "pass convention=)"
             )
         convention = meta.input_convention
+    if not isinstance(flip, bool):
+        raise FcnsegError(f"flip={flip!r}: expected True or False")
+    if max_memory is not None and (
+        not isinstance(max_memory, int) or isinstance(max_memory, bool) or max_memory <= 0
+    ):
+        raise FcnsegError(f"max_memory={max_memory!r}: expected a positive number of bytes")
     augmentation = Augmentation(flip, tuple(scales))
     single = not isinstance(images, list | tuple)
     batch = [images] if single else list(images)

@@ -444,6 +444,11 @@ def resolve(spec: str | os.PathLike[str]) -> Path:
         return path.with_name(path.name + ".safetensors")
     if str(spec) in list_pretrained():
         return WEIGHTS_DIR / f"{spec}.safetensors"
+    if path.suffix in (".onnx", ".pt", ".ts") and path.is_file():
+        raise FcnsegError(
+            f"{spec}: an exported model, which fcnseg predict runs; give the .safetensors "
+            "weights it was exported from"
+        )
     known = ", ".join(list_pretrained()) or "none shipped"
     raise FcnsegError(
         f"{spec}: no such weight file, checkpoint or shipped model (shipped: {known})"
