@@ -1,4 +1,5 @@
-# Two commands: `make demo` (the main job) and `make test` (the whole suite).
+# Two commands: `make demo` (the main job) and `make test` (the whole suite); `make mutation`
+# is the slow mutation check of the core modules (docs/mutation.md), run by hand, not in CI.
 # Both create .venv when missing. Torch: an importable torch (the user's own, seen through
 # --system-site-packages) is kept; otherwise the CPU build torch==2.13.0 is installed.
 PYTHON ?= python3
@@ -7,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fcnseg-installed
 DEMO_OUT ?= demo-out
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint mutation clean
 
 setup: $(STAMP)
 
@@ -23,9 +24,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+mutation: $(STAMP)
+	$(PY) -c "import mutmut" 2>/dev/null || $(PY) -m pip install -e ".[mutation]"
+	$(PY) tools/mutation.py
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools
+	$(VENV)/bin/ruff format --check src tests benchmarks tools
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT)
+	rm -rf $(VENV) $(DEMO_OUT) mutants

@@ -100,3 +100,57 @@ def test_preprocess_refuses_other_shapes() -> None:
     for shape in [(4, 4), (4, 4, 4), (4, 4, 1), (1, 4, 4, 3)]:
         with pytest.raises(FcnsegError, match="expected raw pixels H x W x 3"):
             CAFFE.preprocess(np.zeros(shape, dtype=np.uint8))
+
+
+RGBD = InputConvention("BGR", 255, (1, 2, 3, 7), None, ["log_depth_mm"])
+
+
+def test_a_convention_is_coerced_to_floats_and_names() -> None:
+    assert RGBD.scale == 255.0 and isinstance(RGBD.scale, float)
+    assert RGBD.mean == (1.0, 2.0, 3.0, 7.0) and all(isinstance(v, float) for v in RGBD.mean)
+    assert RGBD.std == (1.0, 1.0, 1.0, 1.0) and RGBD.extra_channels == ("log_depth_mm",)
+    assert InputConvention("BGR", 255, (1, 2, 3, 4), None, [5]).extra_channels == ("5",)
+    assert InputConvention("BGR", 255, (104, 117, 123)) == CAFFE
+
+
+def test_the_dict_of_a_convention_with_extra_channels_and_back() -> None:
+    data = RGBD.to_dict()
+    assert data == {
+        "channel_order": "BGR",
+        "scale": 255.0,
+        "mean": [1.0, 2.0, 3.0, 7.0],
+        "std": [1.0, 1.0, 1.0, 1.0],
+        "extra_channels": ["log_depth_mm"],
+    }
+    assert InputConvention.from_dict(data) == RGBD
+    assert "extra_channels" not in CAFFE.to_dict()
+    assert InputConvention.from_dict(CAFFE.to_dict()) == CAFFE
+
+
+def test_a_dict_that_is_not_a_convention_is_refused_in_one_line() -> None:
+    expected = "expected ['channel_order', 'mean', 'scale', 'std']"
+    with pytest.raises(FcnsegError) as error:
+        InputConvention.from_dict(["BGR"])
+    assert str(error.value) == f"input convention: keys list, {expected}"
+    with pytest.raises(FcnsegError) as error:
+        InputConvention.from_dict({**CAFFE.to_dict(), "gamma": 2.2})
+    assert str(error.value) == (
+        f"input convention: keys ['channel_order', 'gamma', 'mean', 'scale', 'std'], {expected}"
+    )
+    for extra in ("log_depth_mm", ["log_depth_mm", 3]):
+        with pytest.raises(FcnsegError, match="extra_channels .* expected names"):
+            InputConvention.from_dict({**RGBD.to_dict(), "extra_channels": extra})
+    for key in ("mean", "std"):
+        with pytest.raises(FcnsegError, match=r"\}, expected numbers"):
+            InputConvention.from_dict({**CAFFE.to_dict(), key: ["a", "b", "c"]})
+
+
+def test_booleans_and_other_non_numbers_are_refused() -> None:
+    with pytest.raises(FcnsegError, match="scale True, expected 255 or 1"):
+        InputConvention("RGB", True, (0, 0, 0))
+    with pytest.raises(FcnsegError, match=r"input convention: mean \(True, 0, 0\)"):
+        InputConvention("RGB", 1, (True, 0, 0))
+    with pytest.raises(FcnsegError, match="input convention: mean 5, expected 3 finite"):
+        InputConvention("RGB", 1, 5)
+    with pytest.raises(FcnsegError, match=r"input convention: std \(1, 1\), expected 3"):
+        InputConvention("RGB", 1, (0, 0, 0), (1, 1))
