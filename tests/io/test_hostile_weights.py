@@ -244,6 +244,7 @@ def test_a_hostile_weight_file_is_one_error_line(
     assert not path.with_name("code-ran").exists()
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_a_hostile_training_state_runs_no_code(tmp_path: Path) -> None:
     marker = tmp_path / "code-ran"
     (tmp_path / "last.state.pt").write_bytes(pickle.dumps({"optimizer": Marker(str(marker))}))
