@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import fcnseg
 from fcnseg.data.synthetic import SYNTHETIC_INFO
@@ -260,3 +262,41 @@ def test_the_header_cap_leaves_real_files_far_below_it(good_file: Path) -> None:
     assert len(json.dumps(header)) < weights_module.MAX_HEADER_BYTES / 100
     assert sys.getsizeof(header["__metadata__"]["fcnseg"]) < weights_module.MAX_METADATA_BYTES
     assert os.path.getsize(good_file) > 0
+
+
+@settings(
+    max_examples=60,
+    deadline=5000,  # ms per file: a hang fails the test
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    cut=st.none() | st.integers(min_value=0, max_value=1 << 20),
+    flips=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=1 << 20), st.integers(0, 255)), max_size=6
+    ),
+    in_header=st.booleans(),
+)
+def test_damaged_weight_files_load_or_fail_in_one_line(
+    good_file: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    cut: int | None,
+    flips: list[tuple[int, int]],
+    in_header: bool,
+) -> None:
+    # benchmarks/fuzz.py runs thousands of these; damage mostly lands in the header, where
+    # the structure is
+    data = bytearray(good_file.read_bytes())
+    header_end = 8 + int.from_bytes(data[:8], "little")
+    span = header_end if in_header else len(data)
+    for position, value in flips:
+        data[position % span] = value
+    if cut is not None:
+        data = data[: cut % (len(data) + 1)]
+    path = tmp_path_factory.getbasetemp() / "damaged.safetensors"
+    path.write_bytes(bytes(data))
+    try:
+        with address_space_cap():
+            fcnseg.load_model(path)
+    except FcnsegError as error:
+        message = str(error)
+        assert message.startswith(str(path)) and "\n" not in message, message
