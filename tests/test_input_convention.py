@@ -6,6 +6,7 @@ The expected values are the convention's formula written out with numpy
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import numpy as np
@@ -102,18 +103,30 @@ def test_preprocess_refuses_other_shapes() -> None:
             CAFFE.preprocess(np.zeros(shape, dtype=np.uint8))
 
 
-RGBD = InputConvention("BGR", 255, (1, 2, 3, 7), None, ["log_depth_mm"])
+def rgbd() -> InputConvention:
+    """RGB-D in Caffe's convention, given with ints and a list (made inside each test)."""
+    return InputConvention("BGR", 255, (1, 2, 3, 7), None, ["log_depth_mm"])
 
 
 def test_a_convention_is_coerced_to_floats_and_names() -> None:
-    assert RGBD.scale == 255.0 and isinstance(RGBD.scale, float)
-    assert RGBD.mean == (1.0, 2.0, 3.0, 7.0) and all(isinstance(v, float) for v in RGBD.mean)
-    assert RGBD.std == (1.0, 1.0, 1.0, 1.0) and RGBD.extra_channels == ("log_depth_mm",)
+    convention = rgbd()
+    assert convention.scale == 255.0 and isinstance(convention.scale, float)
+    assert convention.mean == (1.0, 2.0, 3.0, 7.0)
+    assert all(isinstance(v, float) for v in convention.mean + convention.std)
+    assert convention.std == (1.0, 1.0, 1.0, 1.0)
+    assert convention.extra_channels == ("log_depth_mm",)
     assert InputConvention("BGR", 255, (1, 2, 3, 4), None, [5]).extra_channels == ("5",)
     assert InputConvention("BGR", 255, (104, 117, 123)) == CAFFE
+    # what a weight file's header holds: floats, as JSON writes them
+    caffe = InputConvention("BGR", 255, (104, 117, 123)).to_dict()
+    assert json.dumps(caffe) == (
+        '{"channel_order": "BGR", "scale": 255.0, "mean": [104.0, 117.0, 123.0], '
+        '"std": [1.0, 1.0, 1.0]}'
+    )
 
 
 def test_the_dict_of_a_convention_with_extra_channels_and_back() -> None:
+    RGBD = rgbd()
     data = RGBD.to_dict()
     assert data == {
         "channel_order": "BGR",
@@ -139,7 +152,7 @@ def test_a_dict_that_is_not_a_convention_is_refused_in_one_line() -> None:
     )
     for extra in ("log_depth_mm", ["log_depth_mm", 3]):
         with pytest.raises(FcnsegError, match="extra_channels .* expected names"):
-            InputConvention.from_dict({**RGBD.to_dict(), "extra_channels": extra})
+            InputConvention.from_dict({**rgbd().to_dict(), "extra_channels": extra})
     for key in ("mean", "std"):
         with pytest.raises(FcnsegError, match=r"\}, expected numbers"):
             InputConvention.from_dict({**CAFFE.to_dict(), key: ["a", "b", "c"]})

@@ -45,6 +45,13 @@ def test_uint8_labels_are_counted_without_overflow() -> None:
     assert int(confusion.hist.sum()) == 2
 
 
+def test_predictions_of_any_numeric_dtype_are_counted_as_classes() -> None:
+    """Class indices kept as floats (a saved array) are counted like integers."""
+    confusion = ConfusionMatrix(3)
+    confusion.update(torch.tensor([2.0, 0.0, 1.0]), torch.tensor([2, 1, 1]))
+    assert confusion.hist.tolist() == [[0, 0, 0], [1, 1, 0], [0, 0, 1]]
+
+
 @pytest.mark.parametrize("predicted", [-1, 3])
 def test_a_prediction_just_outside_the_classes_is_refused(predicted: int) -> None:
     confusion = ConfusionMatrix(3)

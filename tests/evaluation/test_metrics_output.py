@@ -91,6 +91,12 @@ def test_record_by_hand() -> None:
     assert json.loads(json.dumps(record)) == record  # plain JSON: no NaN, no tensors
 
 
+def test_a_record_needs_one_name_per_class() -> None:
+    for names in (CLASSES[:2], [*CLASSES, "road"]):
+        with pytest.raises(ValueError, match="zip"):
+            metrics_record(three_classes(), names)
+
+
 def test_heads_get_a_table_and_a_record_each() -> None:
     metrics = {"heads": {"sem": three_classes(), "geo": two_classes()}}
     named = format_table(metrics, CLASSES, {"geo": ["sky", "ground"]})

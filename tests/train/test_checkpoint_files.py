@@ -3,6 +3,7 @@ record every checkpoint of a run starts from."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,6 @@ def test_the_record_of_a_run_names_its_data_heads_and_origin() -> None:
     assert meta.build == {"num_classes": 6, "geometry": "lean", **BACKBONE}
     assert meta.input_convention == SYNTHETIC_INFO.convention
     assert meta.config == CONFIG.to_dict()
+    # a dataset whose void is not 255 (a folder dataset told so) keeps its own
+    zero_void = dataclasses.replace(SYNTHETIC_INFO, ignore_index=0)
+    assert training_meta(CONFIG, zero_void, zero_void.convention, {}).ignore_index == 0

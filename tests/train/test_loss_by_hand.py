@@ -1,7 +1,7 @@
 """The loss of several heads, loss sampling's draws and class balancing, by hand.
 
 Scores are chosen so that softmax is simple: [0, 0] gives 1/2 each, [ln 3, 0] gives 3/4 and
-1/4, [0, 0, 0] a third each, [ln 2, 0, 0] 1/2, 1/4, 1/4.
+1/4, [0, 0, 0] a third each, [ln 3, 0, 0] 3/5, 1/5, 1/5.
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ def two_heads() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One image of 1 x 2 pixels; ``sem`` has 2 classes, ``geo`` 3.
 
     sem: pixel 0 scores [ln 3, 0], class 0: -log 3/4; pixel 1 scores [0, 0], class 1: ln 2.
-    geo: pixel 0 scores [0, 0, 0], class 2: ln 3; pixel 1 scores [ln 2, 0, 0], class 0: ln 2.
+    geo: pixel 0 scores [0, 0, 0], class 2: ln 3; pixel 1 scores [ln 3, 0, 0], class 0:
+    -log 3/5.
     """
     sem = torch.tensor([[LN3, 0.0], [0.0, 0.0]]).T.reshape(1, 2, 1, 2)
-    geo = torch.tensor([[0.0, 0.0, 0.0], [LN2, 0.0, 0.0]]).T.reshape(1, 3, 1, 2)
+    geo = torch.tensor([[0.0, 0.0, 0.0], [LN3, 0.0, 0.0]]).T.reshape(1, 3, 1, 2)
     labels = torch.tensor([[0, 1], [2, 0]]).reshape(1, 2, 1, 2)  # N x heads x H x W
     return {"sem": sem, "geo": geo}, labels
 
@@ -39,7 +40,7 @@ def two_heads() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
 def test_heads_add_each_normalised_by_its_own_pixels() -> None:
     scores, labels = two_heads()
     sem = math.log(4 / 3) + LN2
-    geo = LN3 + LN2
+    geo = LN3 + math.log(5 / 3)
     loss = pixel_loss(scores, labels)  # the default normalisation is the mean
     assert loss.dtype == torch.float32
     assert loss.item() == pytest.approx(sem / 2 + geo / 2, rel=1e-6)
@@ -52,15 +53,18 @@ def test_class_weights_weigh_the_first_head_only() -> None:
     weights = torch.tensor([2.0, 5.0], dtype=torch.float64)  # float64 given: float32 out
     loss = pixel_loss(scores, labels, normalize="sum", class_weights=weights)
     assert loss.dtype == torch.float32
-    assert loss.item() == pytest.approx(2 * math.log(4 / 3) + 5 * LN2 + LN3 + LN2, rel=1e-6)
+    expected = 2 * math.log(4 / 3) + 5 * LN2 + LN3 + math.log(5 / 3)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_keep_and_void_drop_the_same_pixels_of_every_head() -> None:
     scores, labels = two_heads()
     keep = torch.tensor([[[True, False]]])
-    # one pixel counted per head: the mean divides by 1
+    # one pixel counted per head: the mean divides by 1 (all pixels would give 1.295)
     loss = pixel_loss(scores, labels, keep=keep)
     assert loss.item() == pytest.approx(math.log(4 / 3) + LN3, rel=1e-6)
+    loss = pixel_loss(scores, labels, keep=~keep)
+    assert loss.item() == pytest.approx(LN2 + math.log(5 / 3), rel=1e-6)
     # void is the given ignore_index (7 here), not 255
     void = labels.clone()
     void[0, 1, 0, 1] = 7
