@@ -7,11 +7,12 @@
 What is mutated and which tests run is ``[tool.mutmut]`` in pyproject.toml; mutmut keeps its
 copy of the sources and its verdicts in ``mutants/`` (ignored by git). Each survivor is either
 killed by a test or listed in ``tools/mutation_equivalents.toml`` with the reason it changes no
-behaviour; an entry records the mutated line, so that an entry whose mutant has changed (the
+behaviour (``equivalent``) or changes one only a CUDA device or an NCCL group can show
+(``cuda``); an entry records the mutated line, so that an entry whose mutant has changed (the
 source moved on) is reported as stale instead of silently hiding a new survivor.
 
-``--survivors`` is the quick loop while writing tests: the mutants killed by the last run stay
-killed (tests are only ever added), and only the survivors, timeouts and untested mutants are
+``--survivors`` is the quick loop while writing tests: the mutants killed (or timed out) in the
+last run stay so (tests are only ever added), and only the survivors and untested mutants are
 run again. mutmut re-runs everything when ``[tool.mutmut]``'s test selection has changed, so
 there the verdicts of the killed mutants are carried over from the last run explicitly.
 
@@ -68,13 +69,14 @@ def _source(name: str) -> Path:
 
 
 def _restore_killed(previous: dict[str, int | None]) -> int:
-    """Puts back the kills of the previous run that mutmut reset (a changed test selection)."""
+    """Puts back the kills (and timeouts) of the previous run that mutmut reset (a changed
+    test selection)."""
     restored = 0
     for meta in sorted((ROOT / "mutants").rglob("*.py.meta")):
         data = json.loads(meta.read_text())
         codes = data["exit_code_by_key"]
         for name, code in codes.items():
-            if code is None and previous.get(name) in KILLED:
+            if code is None and previous.get(name) in KILLED | TIMEOUT:
                 codes[name] = previous[name]
                 restored += 1
         meta.write_text(json.dumps(data, indent=4))
@@ -110,17 +112,16 @@ def report(verbose: bool = True) -> int:
     if not verdicts:
         print("no mutants: run `python tools/mutation.py` first")
         return 1
-    equivalents = _equivalents()
-    counts = Counter()
+    reviewed = _equivalents()
+    counts: Counter[str] = Counter()
     unexplained, stale = [], []
     for name, code in sorted(verdicts.items()):
         if code in KILLED:
             counts["killed"] += 1
         elif code in SURVIVED:
-            entry = equivalents.get(name)
-            line = _mutated_line(_diff(name)) if entry or verbose else ""
-            if entry and entry.get("mutated") == line:
-                counts["equivalent"] += 1
+            entry = reviewed.get(name)
+            if entry and entry.get("mutated") == _mutated_line(_diff(name)):
+                counts["cuda only" if entry.get("kind") == "cuda" else "equivalent"] += 1
             else:
                 counts["survived"] += 1
                 (stale if entry else unexplained).append(name)
@@ -132,26 +133,36 @@ def report(verbose: bool = True) -> int:
             counts["not checked"] += 1
         else:
             counts["other"] += 1
-    for name in sorted(set(equivalents) - set(verdicts)):
-        stale.append(name)
+    stale += sorted(set(reviewed) - set(verdicts))
     total = len(verdicts)
+    detected = counts["killed"] + counts["timeout"]
     judged = total - counts["equivalent"] - counts["not checked"]
-    score = (counts["killed"] + counts["timeout"]) / judged if judged else float("nan")
-    print("| mutants | killed | timeout | no tests | survived | equivalent | score |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "| mutants | killed | timeout | no tests | survived | equivalent | CUDA only "
+        "| score | score on a CPU |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     print(
         f"| {total} | {counts['killed']} | {counts['timeout']} | {counts['no tests']} "
-        f"| {counts['survived']} | {counts['equivalent']} | {100 * score:.1f}% |"
+        f"| {counts['survived']} | {counts['equivalent']} | {counts['cuda only']} "
+        f"| {_percent(detected, judged)} | {_percent(detected, judged - counts['cuda only'])} |"
     )
     if counts["not checked"] or counts["other"]:
         print(f"not checked: {counts['not checked']}, other verdicts: {counts['other']}")
-    print("score: (killed + timeout) / (mutants - equivalent); no tests counts against it")
+    print(
+        "score: (killed + timeout) / (mutants - equivalent); on a CPU, the CUDA-only mutants "
+        "(reviewed: only a CUDA device or an NCCL group can show them) are left out too"
+    )
     if verbose:
         for name in unexplained:
             print(f"\nsurvived: {name}\n{_diff(name)}")
     for name in stale:
-        print(f"stale equivalent entry (mutant changed or gone): {name}")
+        print(f"stale entry in {EQUIVALENTS.name} (its mutant changed or is gone): {name}")
     return 0 if not unexplained and not stale else 1
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "n/a"
 
 
 def main() -> int:
@@ -164,7 +175,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.survivors:
         previous = _verdicts()
-        again = [n for n, code in previous.items() if code not in KILLED]
+        again = [n for n, code in previous.items() if code not in KILLED | TIMEOUT]
         if not again:
             print("no survivors to re-test")
             return report(not args.quiet)
