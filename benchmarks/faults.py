@@ -4,8 +4,8 @@ A small run (a 1/16-width FCN-8s on generated 48x48 images in the folder layout,
 scored and saved every 4, one DataLoader worker) is trained once uninterrupted, then once per
 moment, killed by SIGKILL at that moment: inside a checkpoint's state or weights write,
 between them, during a held-out evaluation, halfway through a log line, just after a step
-(tests/train/kill_points.py), or at a random time after the start (which may fall in the
-imports, before anything is written). After each kill every weight file in the run folder
+(tests/train/kill_points.py), or at a random time (a random delay after the log's N-th line,
+N random). After each kill every weight file in the run folder
 must load and ``last`` must restore; then ``fcnseg train --resume`` must finish with the
 uninterrupted run's weights and logged trajectory (every loss, rate and evaluation), bit for
 bit. The moments are drawn from ``--seed``. Run from the repository root::
@@ -99,7 +99,9 @@ def draw_moments(count: int, seed: int, settings: argparse.Namespace) -> list[di
     }
     moments = [{"point": hook, "occurrence": rng.randint(1, ranges[hook])} for hook in HOOKS]
     while len(moments) < count:
-        moments.append({"point": "timer", "fraction": round(rng.uniform(0.05, 0.95), 3)})
+        lines = rng.randint(0, settings.max_iter + checkpoints - 1)
+        delay = round(rng.uniform(0.0, 0.3), 3)
+        moments.append({"point": "timer", "lines": lines, "delay_s": delay})
     rng.shuffle(moments)
     return moments[:count]
 
@@ -110,6 +112,15 @@ def wait_for_training(process: subprocess.Popen, run: Path) -> float:
     while process.poll() is None and not (run / "log.jsonl").is_file():
         time.sleep(0.01)
     return time.perf_counter() - start
+
+
+def wait_for_lines(process: subprocess.Popen, run: Path, lines: int) -> None:
+    """Returns once the run's log holds ``lines`` lines (or the process has ended)."""
+    log = run / "log.jsonl"
+    while process.poll() is None:
+        if log.is_file() and log.read_bytes().count(b"\n") >= lines:
+            return
+        time.sleep(0.002)
 
 
 def trajectory(folder: Path) -> list[Any]:
@@ -186,21 +197,20 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(run, ignore_errors=True)
         command_args = [*settings, "--out", str(run)]
         if moment["point"] == "timer":
-            # a random time of the training proper (from its first log line)
-            delay = moment["fraction"] * training_s
+            # a random time: once the log has a random number of lines, a random delay more
             process = subprocess.Popen(
                 train_command(command_args),
                 env=ENV,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            wait_for_training(process, run)
+            wait_for_lines(process, run, moment["lines"])
             try:
-                process.wait(timeout=delay)
+                process.wait(timeout=moment["delay_s"])
             except subprocess.TimeoutExpired:
                 process.send_signal(signal.SIGKILL)
             code = process.wait()
-            what = f"training + {delay:.1f} s"
+            what = f"line {moment['lines']} + {moment['delay_s']:.2f} s"
         else:
             kill = (moment["point"], moment["occurrence"])
             code = subprocess.run(
