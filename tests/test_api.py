@@ -36,7 +36,9 @@ CAMVID = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid"
 SHIPPED = WEIGHTS_DIR / "camvid-fcn8s.safetensors"
 LEGACY_SIDECAR = Path(__file__).parent / "fixtures" / "camvid-fcn8s.checkpoint1.json"
 needs_camvid = pytest.mark.skipif(
-    not (CAMVID / "val").is_dir(), reason="../shared/data/camvid is not beside the checkout"
+    not (CAMVID / "val").is_dir(),
+    reason="../shared/data/camvid (SegNet's CamVid) is not beside the checkout; runs on any "
+    "machine once it is there",
 )
 
 

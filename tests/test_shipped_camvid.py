@@ -35,7 +35,10 @@ def test_camvid_fcn8s_is_shipped() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CAMVID.is_dir(), reason=f"CamVid not found at {CAMVID}")
+@pytest.mark.skipif(
+    not CAMVID.is_dir(),
+    reason=f"CamVid (SegNet's release) not found at {CAMVID}; runs on any machine once it is there",
+)
 def test_camvid_fcn8s_reproduces_its_val_mean_iu() -> None:
     model = load_model(NAME)
     # the images in the convention the weights declare, as ``fcnseg eval`` feeds them

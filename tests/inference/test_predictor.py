@@ -125,7 +125,11 @@ def test_images_of_different_sizes_in_one_call() -> None:
         assert torch.equal(label, proba.argmax(0))
 
 
-@pytest.mark.skipif("bf16" not in native_precisions(), reason="no native bf16 here")
+@pytest.mark.skipif(
+    "bf16" not in native_precisions(),
+    reason="needs a CPU with native bf16 (AVX512-BF16 or AMX); this one has none (an AVX2-only "
+    "CPU never runs it)",
+)
 def test_bf16_predictor_agrees_on_labels() -> None:
     model = small_model("fcn8s-vgg16", "lean")
     x = image(3, 96, 128)

@@ -23,10 +23,13 @@ DIRECTORY_VARIABLE = "FCNSEG_CAFFEMODEL_DIR"
 def _published_file(filename: str) -> Path:
     directory = os.environ.get(DIRECTORY_VARIABLE)
     if not directory:
-        pytest.skip(f"{DIRECTORY_VARIABLE} is not set (a folder of published .caffemodel files)")
+        pytest.skip(
+            f"{DIRECTORY_VARIABLE} is not set (a folder of the published .caffemodel files); "
+            "runs on any machine where it names one"
+        )
     path = Path(directory) / filename
     if not path.is_file():
-        pytest.skip(f"{path} is absent")
+        pytest.skip(f"{path} is absent from {DIRECTORY_VARIABLE}; runs once it is there")
     return path
 
 
