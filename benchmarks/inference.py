@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -55,8 +54,8 @@ from fcnseg.inference.bench import (
     forward_flops,
     gemm_rate,
     he_initialize,
+    interleaved,
     machine_load,
-    peak_memory,
     precision_error,
     time_call,
     write_results,
@@ -199,49 +198,6 @@ def _no_grad(net: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
             net(x)
 
     return forward
-
-
-def interleaved(
-    runs: dict[str, tuple[Callable[[], object], torch.dtype]],
-    x: torch.Tensor,
-    flops: int,
-    repeats: int,
-    gemm: dict[torch.dtype, float],
-) -> list[Measurement]:
-    """Each run timed in turn, round after round (the best round counts), so that a load that
-    comes and goes on a shared machine falls on all of them alike; the first call of each,
-    which also warms it up, measures its peak memory."""
-    memory = {}
-    for label, (run, _) in runs.items():
-        with peak_memory() as peak:
-            run()
-        memory[label] = peak["mb"]
-    best = dict.fromkeys(runs, math.inf)
-    for _ in range(repeats):
-        for label, (run, _) in runs.items():
-            best[label] = min(best[label], time_call(run, repeats=1, warmup=0).best)
-    batch, _, height, width = x.shape
-    rows = []
-    for label, (_, dtype) in runs.items():
-        if dtype not in gemm:
-            gemm[dtype] = gemm_rate(dtype)
-        rate = flops / best[label]
-        rows.append(
-            Measurement(
-                path=label,
-                batch=batch,
-                height=height,
-                width=width,
-                gflop=flops / 1e9,
-                seconds=best[label],
-                seconds_per_image=best[label] / batch,
-                gflops=rate / 1e9,
-                gemm_gflops=gemm[dtype] / 1e9,
-                gemm_share=rate / gemm[dtype],
-                peak_memory_mb=memory[label],
-            )
-        )
-    return rows
 
 
 def table(rows: list[Measurement], *, baseline: Measurement) -> str:

@@ -217,7 +217,7 @@ def benchmark_inference(
         run = model if path == "eager" else optimize_for_inference(model, path)
         label = "eager" if path == "eager" else run.precision
         runs[label] = (_no_grad(run, x), DTYPES["fp32" if path == "eager" else label])
-    return _interleaved(runs, x, flops, repeats, gemm)
+    return interleaved(runs, x, flops, repeats, gemm)
 
 
 def benchmark_training_step(
@@ -250,7 +250,7 @@ def benchmark_training_step(
         )
     first = next(iter(runs.values()))[0]
     flops = count_flops(first)
-    return _interleaved(runs, x, flops, repeats, gemm)
+    return interleaved(runs, x, flops, repeats, gemm)
 
 
 def _no_grad(net: nn.Module, x: torch.Tensor) -> Callable[[], None]:
@@ -273,7 +273,7 @@ def _training_step(
     return step
 
 
-def _interleaved(
+def interleaved(
     runs: dict[str, tuple[Callable[[], None], torch.dtype]],
     x: torch.Tensor,
     flops: int,
