@@ -345,33 +345,17 @@ def torchrun(args: list[str], *, kill: tuple[str, int, int] | None = None) -> No
         command += [str(KILL_POINTS), point, str(occurrence), "--rank", str(rank), "--"]
         command += ["train", *args]
     env = {**ENV, "GLOO_SOCKET_IFNAME": "lo"}
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    if result.returncode != 0 and "connectFullMesh failed" in result.stderr:
-        # gloo's processes could not reach each other in time (a loaded machine): the job
-        # never ran, so nothing about fcnseg was tested; the caller tries once more
-        raise GlooConnectTimeoutError(result.stderr[-500:])
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
-
-
-class GlooConnectTimeoutError(Exception):
-    """torchrun's gloo processes did not connect: the environment failed, not fcnseg."""
 
 
 @pytest.mark.slow
 def test_a_ddp_worker_killed_mid_run_is_restarted_from_the_last_checkpoint(
     tmp_path: Path,
 ) -> None:
-    for attempt in range(2):
-        try:
-            _killed_worker_run(tmp_path / f"attempt{attempt}")
-            return
-        except GlooConnectTimeoutError:
-            if attempt == 1:
-                raise
-
-
-def _killed_worker_run(tmp_path: Path) -> None:
+    # the restarted workers join torchrun's store anew (fcnseg.train.distributed._attempt_store);
+    # without that they could read their dead predecessors' addresses and hang in gloo
     data = shapes_folder(tmp_path / "data", {"train": 8, "val": 2})
     settings = [*TINY_RUN, "--dataset", "folder", "--root", str(data), "--train-split", "train"]
     settings += ["--val-split", "val", "--max-iter", "4", "--eval-every", "2", "--batch-size", "1"]

@@ -47,8 +47,44 @@ def setup(preference: str = "auto") -> Context:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        store = _attempt_store()
+        if store is None:
+            dist.init_process_group(backend)
+        else:
+            rank = int(os.environ["RANK"])
+            dist.init_process_group(backend, store=store, rank=rank, world_size=world_size)
     return Context(dist.get_rank(), dist.get_world_size(), device)
+
+
+def _attempt_store() -> dist.Store | None:
+    """Under ``torchrun`` (which shares its rendezvous store with the workers), that store seen
+    through a prefix of its own for this attempt; None elsewhere (``init_process_group`` then
+    reads ``MASTER_ADDR`` / ``MASTER_PORT`` as usual).
+
+    Why: torchrun keeps one store for the whole job and restarts workers into it
+    (``--max-restarts``) without separating the attempts, although torch's own
+    ``_create_c10d_store`` assumes a new store per attempt (torch 2.13; pytorch/pytorch#135712).
+    A restarted worker could then read the address its dead predecessor published and wait on
+    it until gloo's timeout (``connectFullMesh failed``), so a restart never resumed. The
+    attempt is ``TORCHELASTIC_RESTART_COUNT``, the same for all workers of one ``torchrun``.
+
+    Only on one node: across nodes each ``torchrun`` counts its own restarts (a node restarted
+    because another failed does not count it), so there the count is no common name; a job on
+    several nodes that should survive restarts runs ``torchrun`` with
+    ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``, which gives every attempt a store of its own.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    if int(os.environ.get("GROUP_WORLD_SIZE", "1")) != 1:
+        return None
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        int(os.environ["WORLD_SIZE"]),
+        is_master=False,
+    )
+    return dist.PrefixStore(f"fcnseg/attempt{elastic_restart()}/", store)
 
 
 def elastic_restart() -> int:
