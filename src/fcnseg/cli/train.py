@@ -48,7 +48,7 @@ _FIELDS = {
     "geometry": "caffe: the published nets to the pixel; lean: no 100-pixel padding",
     "init": "starting weights: a checkpoint, a shipped model's name or a converted file",
     "root": "the dataset's folder",
-    "train_split": "the split trained on",
+    "train_split": "the split trained on; several joined by + (train+val)",
     "val_split": "the held-out split scored at each evaluation",
     "val_dataset": "the held-out split's dataset, if not --dataset",
     "val_root": "its folder, if not --root",
@@ -65,6 +65,7 @@ _FIELDS = {
     "mirror": "random left-right mirroring",
     "jitter": "random translation of up to this many pixels",
     "scale": "random rescaling by a factor in [MIN, MAX]",
+    "colour_jitter": "random brightness, contrast and saturation factors in [1-S, 1+S]",
     "crop": "random square crops of this side",
     "eval_every": "score the held-out split and save every this many steps (0: at the end)",
     "amp": "autocast: none, bf16 or fp16 (CUDA)",
@@ -177,9 +178,15 @@ _CHOICES = {
     "amp": AMP_MODES,
     "device": DEVICES,
 }
-_FLOATS = ("lr", "momentum", "weight_decay", "loss_sampling")
+_FLOATS = ("lr", "momentum", "weight_decay", "loss_sampling", "colour_jitter")
 _INTS = ("batch_size", "iter_size", "max_iter", "jitter", "crop", "eval_every", "seed", "workers")
-_METAVARS = {"loss_sampling": "P", "jitter": "PIXELS", "crop": "SIZE", "eval_every": "STEPS"}
+_METAVARS = {
+    "loss_sampling": "P",
+    "colour_jitter": "S",
+    "jitter": "PIXELS",
+    "crop": "SIZE",
+    "eval_every": "STEPS",
+}
 
 
 # What a field's default is, where no recipe sets it and its value says less.

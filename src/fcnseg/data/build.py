@@ -61,7 +61,8 @@ def build_dataset(
     Args:
         name: One of `list_datasets()`.
         root: The dataset's folder (see each reader's docstring for its layout).
-        split: The split's name, e.g. "train", "val".
+        split: The split's name, e.g. "train", "val"; several joined by "+" ("train+val")
+            read as one dataset, their samples in that order.
         convention: The input convention to feed images in, that of the weights they are for
             (`model.meta.input_convention`); the dataset's own (`info.convention`) when None.
         **opts: Options of that reader, e.g. `transform=` for all, `modality=` for "nyud",
@@ -72,8 +73,9 @@ def build_dataset(
         The dataset; `dataset.info` gives its classes, palette and mean.
 
     Raises:
-        FcnsegError: unknown name or option, missing folder, split or file, or a convention
-            of another channel count than the dataset's images.
+        FcnsegError: unknown name or option, missing folder, split or file, a "+" join of
+            an empty or repeated split name (or of the generated ``synthetic`` data), or a
+            convention of another channel count than the dataset's images.
     """
     if name not in _DATASETS:
         raise FcnsegError(f"unknown dataset '{name}' (known: {', '.join(list_datasets())})")
@@ -88,7 +90,7 @@ def build_dataset(
             raise FcnsegError(
                 f"dataset '{name}' has no option '{option}' (options: {', '.join(options)})"
             )
-    dataset = reader(Path(root), split, **opts)
+    dataset = _read_splits(name, reader, Path(root), split, opts)
     if convention is not None:
         own = dataset.info.convention
         if convention.channels != own.channels:
@@ -98,3 +100,21 @@ def build_dataset(
             )
         dataset.convention = convention
     return dataset
+
+
+def _read_splits(
+    name: str, reader: Callable[..., SegmentationDataset], root: Path, split: str, opts: dict
+) -> SegmentationDataset:
+    """One split, or several joined by "+": the first split's reader with every split's
+    samples (a reader's samples carry their own file paths, so one reader reads them all)."""
+    names = split.split("+")
+    if len(names) == 1:
+        return reader(root, split, **opts)
+    if any(not part for part in names) or len(set(names)) != len(names):
+        raise FcnsegError(f"split '{split}': join distinct split names with '+', e.g. train+val")
+    if name == SYNTHETIC:
+        raise FcnsegError(f"dataset '{name}' is generated per split; its splits cannot be joined")
+    parts = [reader(root, part, **opts) for part in names]
+    joined = parts[0]
+    joined.samples = [sample for part in parts for sample in part.samples]
+    return joined

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from fcnseg.convention import InputConvention
+
 from .dataset import JointTransform
 from .palettes import VOID
 
@@ -127,6 +129,50 @@ class RandomScale:
 
     def __call__(self, image: torch.Tensor, label: torch.Tensor) -> Pair:
         return rescale(image, label, _uniform(self.min_scale, self.max_scale, self.generator))
+
+
+# ITU-R BT.601 luma of R, G, B: the grey that contrast and saturation scale towards (as
+# torchvision's rgb_to_grayscale).
+_LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass
+class RandomColourJitter:
+    """Photometric augmentation: brightness, contrast and saturation, each scaled by a factor
+    drawn uniformly from [1 - strength, 1 + strength], in that order (torchvision's
+    ``ColorJitter`` without hue), on the raw 0-255 colours, clipped to 0-255.
+
+    The image is a network input in ``convention`` (C x H x W, float32); it is mapped back to
+    raw colours, changed, and mapped forward again, so the same strength means the same change
+    whatever the convention. Extra channels (depth, HHA) and the label are left as they are.
+    Not in the paper (section 4.3 tries only mirroring and jittering); it stands in for the
+    lighting of scenes the training images do not show.
+    """
+
+    convention: InputConvention
+    strength: float = 0.3
+    generator: torch.Generator | None = None
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> Pair:
+        convention = self.convention
+        if convention.channel_order == "none" or self.strength == 0:
+            return image, label
+        low, high = 1 - self.strength, 1 + self.strength
+        brightness, contrast, saturation = (_uniform(low, high, self.generator) for _ in "bcs")
+        gain = torch.tensor([convention.scale / 255.0 / std for std in convention.std[:3]]).view(
+            3, 1, 1
+        )
+        offset = torch.tensor(
+            [-mean / std for mean, std in zip(convention.mean[:3], convention.std[:3], strict=True)]
+        ).view(3, 1, 1)
+        luma = torch.tensor([_LUMA[channel] for channel in convention.order[:3]]).view(3, 1, 1)
+        colour = (image[:3] - offset) / gain  # raw 0-255, in the network's channel order
+        colour = (colour * brightness).clamp(0, 255)
+        mean_grey = (colour * luma).sum(0).mean()
+        colour = ((colour - mean_grey) * contrast + mean_grey).clamp(0, 255)
+        grey = (colour * luma).sum(0, keepdim=True)
+        colour = ((colour - grey) * saturation + grey).clamp(0, 255)
+        return torch.cat([colour * gain + offset, image[3:]]), label
 
 
 @dataclass

@@ -21,9 +21,17 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from fcnseg.convention import InputConvention
 from fcnseg.data import collate_pad
 from fcnseg.data.dataset import JointTransform
-from fcnseg.data.transforms import Compose, RandomCrop, RandomJitter, RandomMirror, RandomScale
+from fcnseg.data.transforms import (
+    Compose,
+    RandomColourJitter,
+    RandomCrop,
+    RandomJitter,
+    RandomMirror,
+    RandomScale,
+)
 from fcnseg.errors import FcnsegError
 from fcnseg.train.recipes import TrainConfig
 
@@ -163,9 +171,16 @@ def collate_checked(
     return images, labels, tuple(message for *_, skipped in items for message in skipped)
 
 
-def augmentation(config: TrainConfig, ignore_index: int = 255) -> JointTransform | None:
-    """The configured augmentation: scale, crop, then the paper's mirror and jitter."""
+def augmentation(
+    config: TrainConfig, ignore_index: int = 255, convention: InputConvention | None = None
+) -> JointTransform | None:
+    """The configured augmentation: colour (in ``convention``, the images'), scale, crop,
+    then the paper's mirror and jitter."""
     transforms: list[JointTransform] = []
+    if config.colour_jitter:
+        if convention is None:
+            raise ValueError("colour jitter needs the images' input convention")
+        transforms.append(RandomColourJitter(convention, config.colour_jitter))
     if config.scale is not None:
         transforms.append(RandomScale(*config.scale))
     if config.crop is not None:
@@ -205,7 +220,8 @@ def training_loader(
         rank=rank,
         world_size=world_size,
     )
-    samples = SeededSamples(dataset, augmentation(config, ignore_index), config.seed, skip_bad)
+    transform = augmentation(config, ignore_index, getattr(dataset, "convention", None))
+    samples = SeededSamples(dataset, transform, config.seed, skip_bad)
     extra: dict[str, Any] = {}
     if config.workers:
         extra = {"persistent_workers": True, "worker_init_fn": _ignore_interrupt}

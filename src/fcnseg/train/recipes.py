@@ -17,9 +17,11 @@ configuration is saved whole with every checkpoint, beside the git hash of the c
   pixels, batches of 8 mirrored images. Batch norm and Adam are what make a from-scratch net
   train in minutes; the 1/8 width is what fits a CPU.
 * ``camvid-scratch``: the shipped ``camvid-fcn8s`` (docs/camvid.md): ``scratch`` staged
-  FCN-32s -> FCN-16s -> FCN-8s on CamVid, random 320x320 crops in batches of 4, the square
-  root of median frequency balancing, 3200 / 1234 / 2338 steps at Adam rates 2e-3 / 1e-3 /
-  1e-3, each stage scored on ``val`` at its end and the next started from it.
+  FCN-32s -> FCN-16s -> FCN-8s on CamVid at 3/16 width with 192-wide fc6/fc7, random
+  rescaling by 0.5-2.0, colour jitter 0.3, random 320x320 crops and mirroring in batches of 4,
+  the square root of median frequency balancing, 1700 / 700 / 1400 steps at Adam rates
+  2e-3 / 1e-3 / 1e-3, each stage scored on ``val`` at its end and the next started from it.
+  The shipped model is this recipe with ``train_split="train+val"``.
 
 ``heavy``, ``atonce`` and ``staged`` fine-tune pretrained weights (``init``); started from
 random weights they cannot learn, and :func:`check_start` refuses them unless
@@ -59,7 +61,7 @@ class TrainConfig:
             Caffe-named tensors (a converted classifier); None for random weights.
         dataset: a name from ``fcnseg.data.list_datasets()`` or ``"synthetic"``.
         root: the dataset's folder.
-        train_split: the split trained on.
+        train_split: the split trained on; several joined by "+" (``"train+val"``).
         val_split: the held-out split evaluated every ``eval_every`` iterations; None for none.
         val_dataset: the held-out split's dataset when it is another one (the reference trains
             on SBD ``train_noval`` and validates on VOC2011 ``seg11valid``); None: ``dataset``.
@@ -85,6 +87,8 @@ class TrainConfig:
         mirror: random left-right mirroring (section 4.3).
         jitter: random translation of up to this many pixels (section 4.3 uses 32); 0 for none.
         scale: random rescaling by a factor in [min, max], or None.
+        colour_jitter: strength ``s`` of random brightness, contrast and saturation factors in
+            [1 - s, 1 + s] (``fcnseg.data.transforms.RandomColourJitter``); 0 for none.
         crop: random square crops of this size (padded with void where the image is
             smaller), or None; lets whole images of different sizes form one batch.
         eval_every: evaluate and checkpoint every this many steps (0: only at the end).
@@ -132,6 +136,7 @@ class TrainConfig:
     mirror: bool = False
     jitter: int = 0
     scale: list[float] | None = None
+    colour_jitter: float = 0.0
     crop: int | None = None
     eval_every: int = 4000
     amp: str = "none"
@@ -177,6 +182,8 @@ class TrainConfig:
                 "dataset_options: 'transform' is not an option of a run; its "
                 "augmentation is set by mirror, jitter, scale and crop"
             )
+        if not 0 <= self.colour_jitter < 1:
+            raise FcnsegError(f"colour_jitter must be in [0, 1), got {self.colour_jitter}")
         if self.crop is not None and self.crop < 1:
             raise FcnsegError(f"crop must be a positive size, got {self.crop}")
         if self.median_frequency_power <= 0:
@@ -229,9 +236,9 @@ HEAVY_LR = {0: 1e-10, 1: 1e-12, 2: 1e-14}
 # The shipped ``camvid-fcn8s`` (docs/camvid.md): per stage, the net, Adam's base rate and the
 # steps of batches of 4 that the shipped run trained.
 CAMVID_STAGES = (
-    ("fcn32s-vgg16", 2e-3, 3200),
-    ("fcn16s-vgg16", 1e-3, 1234),
-    ("fcn8s-vgg16", 1e-3, 2338),
+    ("fcn32s-vgg16", 2e-3, 1700),
+    ("fcn16s-vgg16", 1e-3, 700),
+    ("fcn8s-vgg16", 1e-3, 1400),
 )
 
 
@@ -292,9 +299,12 @@ def _camvid_scratch(model: str) -> dict[str, Any]:
     ]
     return {
         **_scratch(model),
+        "backbone": {"width": 3 / 16, "fc_width": 192, "batch_norm": True},
         "dataset": "camvid",
         "val_split": "val",
         "batch_size": 4,
+        "colour_jitter": 0.3,
+        "scale": [0.5, 2.0],
         "crop": 320,
         "median_frequency": True,
         "median_frequency_power": 0.5,
