@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -146,3 +147,28 @@ def test_nyud_depth_of_another_size_names_its_file(tmp_path: Path, fmt: SimpleNa
     fmt.write_split(root / "test.txt", ["1"])
     with pytest.raises(FcnsegError, match=r"depth/img_1\.png: depth is 3x2 \(HxW\) but colour"):
         build_dataset("nyud", root, "test", modality="color-depth")[0]
+
+
+def test_splits_joined_by_plus_read_as_one_dataset_in_order(voc_root: Path, fmt) -> None:
+    fmt.write_split(voc_root / "ImageSets" / "Segmentation" / "val.txt", ["2007_000033"])
+    train = build_dataset("voc", voc_root, "train")
+    val = build_dataset("voc", voc_root, "val")
+    joined = build_dataset("voc", voc_root, "val+train")
+    assert joined.samples == val.samples + train.samples
+    assert len(joined) == 3 and joined.info == train.info
+    for index, (image, label) in enumerate([*map(val.__getitem__, range(1)), train[0], train[1]]):
+        assert np.array_equal(joined[index][0], image) and np.array_equal(joined[index][1], label)
+    # a part that does not exist is named like a single missing split
+    with pytest.raises(FcnsegError, match=r"test\.txt: split file not found"):
+        build_dataset("voc", voc_root, "train+test")
+
+
+@pytest.mark.parametrize("split", ["train+", "+val", "train+train", "train++val"])
+def test_a_join_of_empty_or_repeated_split_names_is_refused(voc_root: Path, split: str) -> None:
+    with pytest.raises(FcnsegError, match=rf"split '{re.escape(split)}': join distinct split"):
+        build_dataset("voc", voc_root, split)
+
+
+def test_generated_splits_cannot_be_joined(tmp_path: Path) -> None:
+    with pytest.raises(FcnsegError, match=r"'synthetic' is generated per split"):
+        build_dataset("synthetic", tmp_path, "train+val")

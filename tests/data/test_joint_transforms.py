@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
+from fcnseg.convention import TORCHVISION_IMAGENET, caffe_convention
 from fcnseg.data.transforms import (
     Compose,
+    RandomColourJitter,
     RandomCrop,
     RandomJitter,
     RandomMirror,
@@ -116,3 +120,61 @@ def test_collate_pad_pads_images_with_zero_and_labels_with_void() -> None:
     # A two-task label (SIFT Flow semantic + geometric) pads the same way.
     two_task = [(small[0], torch.stack([small[1], small[1]])), (large[0], large[1].expand(2, 4, 2))]
     assert collate_pad(two_task)[1].shape == (2, 2, 4, 5)
+
+
+def _expected_jitter(raw: np.ndarray, factors: tuple[float, float, float]) -> np.ndarray:
+    """torchvision's order and formulas (brightness, contrast towards the image's mean grey,
+    saturation towards each pixel's grey; BT.601 luma), on raw RGB 0-255 in float64."""
+    brightness, contrast, saturation = factors
+    luma = np.array([0.299, 0.587, 0.114])
+    rgb = np.clip(raw[..., :3].astype(np.float64) * brightness, 0, 255)
+    mean_grey = (rgb @ luma).mean()
+    rgb = np.clip((rgb - mean_grey) * contrast + mean_grey, 0, 255)
+    grey = (rgb @ luma)[..., None]
+    rgb = np.clip((rgb - grey) * saturation + grey, 0, 255)
+    return np.concatenate([rgb, raw[..., 3:]], axis=-1)
+
+
+@pytest.mark.parametrize(
+    "convention",
+    [
+        caffe_convention((104.00698793, 116.66876762, 122.67891434)),
+        TORCHVISION_IMAGENET,
+        caffe_convention((104.0, 116.7, 122.7, 1.5), ("log_depth_mm",)),
+    ],
+    ids=["caffe-bgr", "torchvision-rgb", "caffe-rgbd"],
+)
+def test_colour_jitter_changes_the_raw_colours_as_torchvision_does(convention) -> None:
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(0, 255, (7, 9, convention.channels)).astype(np.float32)
+    image = convention.preprocess(raw)
+    label = torch.arange(63).reshape(7, 9)
+    jitter = RandomColourJitter(convention, 0.4, torch.Generator().manual_seed(3))
+    jittered, same_label = jitter(image, label)
+    # the factors it drew, drawn again from the same seed: brightness, contrast, saturation
+    draws = torch.rand(3, generator=torch.Generator().manual_seed(3)).tolist()
+    factors = tuple(0.6 + 0.8 * u for u in draws)
+    assert factors != (1.0, 1.0, 1.0)
+    expected = convention.preprocess(_expected_jitter(raw, factors).astype(np.float32))
+    torch.testing.assert_close(jittered, expected, rtol=0, atol=2e-4 * convention.scale)
+    assert torch.equal(same_label, label)
+    # extra channels (depth) are not colours
+    assert torch.equal(jittered[3:], image[3:])
+
+
+def test_colour_jitter_of_strength_zero_is_the_identity_and_a_strong_one_stays_in_range() -> None:
+    convention = TORCHVISION_IMAGENET
+    raw = np.random.default_rng(1).uniform(0, 255, (5, 6, 3)).astype(np.float32)
+    image = convention.preprocess(raw)
+    label = torch.zeros(5, 6, dtype=torch.long)
+    assert torch.equal(RandomColourJitter(convention, 0.0)(image, label)[0], image)
+    std = torch.tensor(convention.std).view(3, 1, 1)
+    mean = torch.tensor(convention.mean).view(3, 1, 1)
+    lowest, highest = 255.0, 0.0
+    for seed in range(20):
+        jitter = RandomColourJitter(convention, 0.9, torch.Generator().manual_seed(seed))
+        jittered_raw = (jitter(image, label)[0] * std + mean) * 255 / convention.scale
+        lowest = min(lowest, jittered_raw.min().item())
+        highest = max(highest, jittered_raw.max().item())
+    # factors up to 1.9 push colours past 255 and down to 0: they are clipped there
+    assert -1e-3 < lowest < 1 and 254 < highest < 255 + 1e-3
