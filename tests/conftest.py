@@ -12,6 +12,18 @@ import pytest
 METRICS = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The CPU the suite ran on, at the end of every run's output (CI's included, and under
+    ``-q``): tests that depend on the CPU's kernels (bf16, tolerances) say which kind they met."""
+    from fcnseg.runtime import cpu_info
+
+    info = cpu_info()
+    terminalreporter.write_line(
+        f"fcnseg: ran on CPU {info['model']}, torch capability {info['capability']}, class "
+        f"{info['class']}, native precisions {', '.join(info['native_precisions'])}"
+    )
+
+
 def paper_metrics(confusion: Sequence[Sequence[int]]) -> dict[str, float]:
     """Section 5's four metrics of a confusion matrix (rows the truth), written from the
     definitions with numpy as the reference's ``score.py`` does (``np.nanmean``), not by
