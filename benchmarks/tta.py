@@ -1,4 +1,4 @@
-"""Test-time augmentation on CamVid val with the shipped model: what it gains, what it costs.
+"""Test-time augmentation on CamVid val (the shipped model, or ``--model``): gains and costs.
 
 Each configuration (none; flip; scales 0.75 1.0 1.25; both) scores every val image as
 ``fcnseg eval`` does (:func:`fcnseg.evaluation.evaluate` on
@@ -13,9 +13,7 @@ wall time). Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-import subprocess
 import time
 
 import torch
@@ -25,6 +23,7 @@ from fcnseg.data import build_dataset
 from fcnseg.evaluation import evaluate, evaluation_loader
 from fcnseg.inference import TestTimeAugmentation
 from fcnseg.inference.bench import machine_load, write_results
+from fcnseg.runtime import cpu_info
 
 CONFIGURATIONS = {
     "none": {},
@@ -51,17 +50,24 @@ class _Timed:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="../shared/data/camvid")
+    parser.add_argument(
+        "--model",
+        default="camvid-fcn8s",
+        help="a shipped name or checkpoint (default: camvid-fcn8s; a model trained on val "
+        "is not held out there: score the train-only run's, e.g. runs/camvid-train/"
+        "stage3-fcn8s-vgg16/last)",
+    )
     parser.add_argument("--results", default="benchmarks/results/tta.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    model = fcnseg.load_model("camvid-fcn8s")
+    print("CPU:", cpu_info(), flush=True)
+    model = fcnseg.load_model(args.model)
     dataset = build_dataset("camvid", args.root, "val", convention=model.meta.input_convention)
     results: dict = {
-        "model": "camvid-fcn8s",
+        "model": str(args.model),
         "split": "val",
         "images": len(dataset),
-        "cpu": _cpu_name(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu": cpu_info(),
         "torch": torch.__version__,
         "load": machine_load(),
         "configurations": {},
@@ -83,17 +89,6 @@ def main() -> None:
             flush=True,
         )
     print(f"wrote {write_results(args.results, results)}")
-
-
-def _cpu_name() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return platform.processor()
-    for line in text.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import torch
 from fcnseg import list_pretrained, load_model
 from fcnseg.data import build_dataset
 from fcnseg.evaluation import evaluate, evaluation_loader
+from fcnseg.io.weights import WEIGHTS_DIR
 
 CAMVID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
 NAME = "camvid-fcn8s"
@@ -29,6 +30,8 @@ def test_camvid_fcn8s_is_shipped() -> None:
     assert metadata.dataset == "camvid"
     assert len(metadata.classes) == len(metadata.palette) == 11
     assert metadata.metrics["split"] == "val"
+    # shipped inside the package: under 20 MB (issue 12)
+    assert (WEIGHTS_DIR / f"{NAME}.safetensors").stat().st_size < 20_000_000
     assert not model.training  # load_model gives the model in eval mode
     scores = model(torch.zeros(1, 3, 37, 53))
     assert scores.shape == (1, 11, 37, 53)
