@@ -3,19 +3,18 @@ FCN-8s from that; section 4.2), timed and scored.
 
 No ImageNet weights exist on the machines this runs on, so the staged pipeline is proved on
 real images from random weights. The recipe (:mod:`fcnseg.train.recipes`, docs/camvid.md)
-says everything about the training: a batch-normalised VGG16 at 3/16 width, random rescaling
-by 0.5-2.0, colour jitter and random 320x320 crops in batches of 4, the square root of median
-frequency balancing, 1700 / 700 / 1400 steps at Adam rates 2e-3 / 1e-3 / 1e-3. This script
+says everything about the training: a batch-normalised VGG16 at 1/8 width, random 320x320
+crops of the full-scale 480x360 images in batches of 4, the square root of median frequency
+balancing, 3200 / 1234 / 2338 steps at Adam rates 2e-3 / 1e-3 / 1e-3. This script
 only runs it through :func:`fcnseg.train.fit_staged` (``fcnseg train --recipe camvid-scratch``
-does the same) on ``--train-split`` (``train``, or ``train+val`` for the shipped model), then
+does the same) on ``--train-split`` (``train``, as the shipped model; or ``train+val``), then
 scores every stage on ``val`` at full resolution, void ignored, prints the table of the four
 metrics and per-class IU, and writes it as JSON with the CPU it ran on. The final FCN-8s can
 be copied into the package as the shipped model.
 
 Run from the repository root::
 
-    python benchmarks/camvid.py --out runs/camvid-train
-    python benchmarks/camvid.py --train-split train+val --out runs/camvid-trainval --ship
+    python benchmarks/camvid.py --out runs/camvid-train --ship
 
 The training wall clock (the three stages together, evaluation excluded) is printed and
 recorded; so is the evaluation's. ``--budget-min`` stops the run at a time budget (saved, and

@@ -18,6 +18,7 @@ from fcnseg.train.budget import check_sizes, estimate_step_bytes, image_sizes
 from fcnseg.train.log import read_log
 from fcnseg.train.loop import time_budget
 from fcnseg.train.recipes import (
+    TrainConfig,
     absolute_paths,
     check_start,
     config_sources,
@@ -50,15 +51,14 @@ def test_camvid_scratch_is_the_shipped_models_recipe() -> None:
     config = recipe("camvid-scratch", root="/data/camvid")
     stages = staged_configs(config)
     assert [(s.model, s.lr, s.max_iter) for s in stages] == [
-        ("fcn32s-vgg16", 2e-3, 1700),
-        ("fcn16s-vgg16", 1e-3, 700),
-        ("fcn8s-vgg16", 1e-3, 1400),
+        ("fcn32s-vgg16", 2e-3, 3200),
+        ("fcn16s-vgg16", 1e-3, 1234),
+        ("fcn8s-vgg16", 1e-3, 2338),
     ]
-    assert config.train_split == "train"
-    # the shipped FCN-8s was trained (by benchmarks/camvid.py) with these settings, on
-    # train+val (docs/camvid.md)
+    # the shipped FCN-8s was trained (by benchmarks/camvid.py) with these settings
     shipped = dict(fcnseg.load_model("camvid-fcn8s").meta.config)
-    final = staged_configs(recipe("camvid-scratch", train_split="train+val"))[-1].to_dict()
+    final = stages[-1].to_dict()
+    defaults = TrainConfig().to_dict()
     for key in (
         "model",
         "geometry",
@@ -84,7 +84,8 @@ def test_camvid_scratch_is_the_shipped_models_recipe() -> None:
         "seed",
         "amp",
     ):
-        assert final[key] == shipped[key], key
+        # a field newer than the shipped file (colour_jitter) was at its default then
+        assert final[key] == shipped.get(key, defaults[key]), key
     # its class weights were the square roots of median frequency balancing's
     assert final["median_frequency"] and final["median_frequency_power"] == 0.5
     assert all(not s.stages for s in stages)
