@@ -163,9 +163,17 @@ def test_splits_joined_by_plus_read_as_one_dataset_in_order(voc_root: Path, fmt)
         build_dataset("voc", voc_root, "train+test")
 
 
-@pytest.mark.parametrize("split", ["train+", "+val", "train+train", "train++val"])
-def test_a_join_of_empty_or_repeated_split_names_is_refused(voc_root: Path, split: str) -> None:
-    with pytest.raises(FcnsegError, match=rf"split '{re.escape(split)}': join distinct split"):
+@pytest.mark.parametrize("split", ["train+", "+val", "train++val"])
+def test_a_join_with_an_empty_split_name_is_refused(voc_root: Path, split: str) -> None:
+    with pytest.raises(FcnsegError, match=rf"split '{re.escape(split)}': a name is empty"):
+        build_dataset("voc", voc_root, split)
+
+
+@pytest.mark.parametrize(
+    ("split", "repeated"), [("train+train", "train"), ("val+train+val+train", "train, val")]
+)
+def test_a_join_naming_a_split_twice_says_which(voc_root: Path, split: str, repeated: str) -> None:
+    with pytest.raises(FcnsegError, match=rf"split '{re.escape(split)}' names {repeated} more"):
         build_dataset("voc", voc_root, split)
 
 

@@ -1,7 +1,9 @@
-"""The configured augmentation reaches the training batches: colour jitter in the images' own
-input convention, the labels untouched."""
+"""The configured augmentation reaches the training batches (colour jitter in the images' own
+input convention, the labels untouched), and joined training splits are checked."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ from fcnseg.data import build_dataset
 from fcnseg.data.transforms import RandomColourJitter
 from fcnseg.errors import FcnsegError
 from fcnseg.train.batches import augmentation, training_loader
+from fcnseg.train.recipes import held_out_overlap
 
 
 def first_batch(config) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,3 +46,28 @@ def test_colour_jitter_is_built_in_the_given_convention_and_needs_one() -> None:
 def test_a_colour_jitter_outside_0_1_is_refused(strength: float) -> None:
     with pytest.raises(FcnsegError, match=r"colour_jitter must be in \[0, 1\)"):
         tiny_config(colour_jitter=strength)
+
+
+@pytest.mark.parametrize(
+    ("field", "split", "message"),
+    [
+        ("train_split", "train+", "a name is empty"),
+        ("train_split", "train+train", "names train more than once"),
+        ("val_split", "+val", "a name is empty"),
+    ],
+)
+def test_a_malformed_split_join_is_refused_by_the_configuration(
+    field: str, split: str, message: str
+) -> None:
+    # refused when the configuration is made: before a run prints, builds or reads anything
+    with pytest.raises(FcnsegError, match=rf"split '{re.escape(split)}'.*{message}"):
+        tiny_config(**{field: split})
+
+
+def test_a_held_out_split_inside_the_training_split_is_named() -> None:
+    assert held_out_overlap(tiny_config(train_split="train+val", val_split="val")) == ["val"]
+    assert held_out_overlap(tiny_config(train_split="train", val_split="val")) == []
+    assert held_out_overlap(tiny_config(train_split="train+val", val_split=None)) == []
+    # the same split name of another dataset or folder is other images
+    other = tiny_config(train_split="train+val", val_split="val", val_root="/elsewhere")
+    assert held_out_overlap(other) == []

@@ -124,6 +124,10 @@ def test_loading_into_another_model_or_class_count_names_the_file(tmp_path: Path
         resume(tmp_path / "last", wider)
     with pytest.raises(FcnsegError, match="missing: no such weight file"):
         fcnseg.load_model(tmp_path / "missing")
+    # a file that exists but is no weights is named as such, not as missing
+    (tmp_path / "street.png").write_bytes(b"not weights")
+    with pytest.raises(FcnsegError, match=r"street\.png: not fcnseg weights"):
+        fcnseg.load_model(tmp_path / "street.png")
 
 
 def test_a_write_killed_midway_leaves_the_old_file(

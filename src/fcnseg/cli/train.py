@@ -36,6 +36,7 @@ from fcnseg.train.recipes import (
     check_start,
     config_sources,
     describe_config,
+    held_out_overlap,
     recipe,
     recipe_settings,
 )
@@ -482,9 +483,16 @@ def run(args: argparse.Namespace) -> int:
             f"note: under the poly policy, --max-iter {config.max_iter} changes the learning "
             "rate of the steps to come (it decays to 0 at --max-iter)"
         )
+    shared = held_out_overlap(config)
     if context.is_main:
         if note:
             print(note)
+        if shared:
+            print(
+                f"note: the held-out split '{config.val_split}' shares {', '.join(shared)} with "
+                f"the training split '{config.train_split}': its scores are not held out and "
+                "best is chosen on training images (--no-val scores nothing)"
+            )
         action = "resuming" if resume else "training"
         print(f"{action} {out} with (value, then where it came from):")
         print(describe_config(config, sources), flush=True)
@@ -513,6 +521,8 @@ def run(args: argparse.Namespace) -> int:
             for head, record in heads.items()
         )
         print(f"mean IU {mean_ius} at iteration {result.iteration}")
+    elif context.is_main and result is not None and not result.stopped:
+        print(f"trained to iteration {result.iteration}; checkpoints in {out}")
     if context.is_main and result is not None and result.stopped:
         print(f"stopped by --time-budget at iteration {result.iteration}; --resume goes on")
     return 0

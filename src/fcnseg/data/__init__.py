@@ -7,7 +7,7 @@ H x W, void 255.
 """
 
 from .ade20k import ADE20K_INFO, ADE20KDataset, ade20k_score, ade20k_score_text
-from .build import PATH_OPTIONS, build_dataset, list_datasets
+from .build import PATH_OPTIONS, build_dataset, list_datasets, split_names
 from .camvid import CAMVID_INFO, CamVidDataset
 from .cityscapes import (
     CITYSCAPES_INFO,
@@ -58,6 +58,7 @@ __all__ = [
     "SyntheticShapes",
     "VOCDataset",
     "bitmap_palette",
+    "split_names",
     "build_dataset",
     "collate_pad",
     "colorize",

@@ -102,16 +102,29 @@ def build_dataset(
     return dataset
 
 
+def split_names(split: str) -> list[str]:
+    """The split names a split joins with "+" (``"train+val"``: train, val), in order.
+
+    Raises:
+        FcnsegError: an empty name, or a name given twice.
+    """
+    names = split.split("+")
+    if any(not part for part in names):
+        raise FcnsegError(f"split '{split}': a name is empty; join split names with '+'")
+    repeated = sorted({part for part in names if names.count(part) > 1})
+    if repeated:
+        raise FcnsegError(f"split '{split}' names {', '.join(repeated)} more than once")
+    return names
+
+
 def _read_splits(
     name: str, reader: Callable[..., SegmentationDataset], root: Path, split: str, opts: dict
 ) -> SegmentationDataset:
     """One split, or several joined by "+": the first split's reader with every split's
     samples (a reader's samples carry their own file paths, so one reader reads them all)."""
-    names = split.split("+")
+    names = split_names(split)
     if len(names) == 1:
         return reader(root, split, **opts)
-    if any(not part for part in names) or len(set(names)) != len(names):
-        raise FcnsegError(f"split '{split}': join distinct split names with '+', e.g. train+val")
     if name == SYNTHETIC:
         raise FcnsegError(f"dataset '{name}' is generated per split; its splits cannot be joined")
     parts = [reader(root, part, **opts) for part in names]

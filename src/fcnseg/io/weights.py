@@ -449,6 +449,11 @@ def resolve(spec: str | os.PathLike[str]) -> Path:
             f"{spec}: an exported model, which fcnseg predict runs; give the .safetensors "
             "weights it was exported from"
         )
+    if path.is_file():
+        raise FcnsegError(
+            f"{spec}: not fcnseg weights (a .safetensors file, a checkpoint or a run folder; "
+            "fcnseg convert reads .caffemodel and .pth files)"
+        )
     known = ", ".join(list_pretrained()) or "none shipped"
     raise FcnsegError(
         f"{spec}: no such weight file, checkpoint or shipped model (shipped: {known})"

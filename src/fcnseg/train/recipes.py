@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fcnseg.data import PATH_OPTIONS, SYNTHETIC
+from fcnseg.data import PATH_OPTIONS, SYNTHETIC, split_names
 from fcnseg.errors import FcnsegError
 from fcnseg.models import MODELS
 from fcnseg.models.fcn import GEOMETRIES
@@ -180,6 +180,9 @@ class TrainConfig:
                 "dataset_options: 'transform' is not an option of a run; its "
                 "augmentation is set by mirror, jitter, scale and crop"
             )
+        split_names(self.train_split)  # a malformed join fails here, before any run starts
+        if self.val_split is not None:
+            split_names(self.val_split)
         if not 0 <= self.colour_jitter < 1:
             raise FcnsegError(f"colour_jitter must be in [0, 1), got {self.colour_jitter}")
         if self.crop is not None and self.crop < 1:
@@ -220,6 +223,20 @@ class TrainConfig:
     def to_json(self) -> str:
         """The config as indented JSON."""
         return json.dumps(self.to_dict(), indent=2)
+
+
+def held_out_overlap(config: TrainConfig) -> list[str]:
+    """The split names the held-out split shares with the training split, when both are of
+    the same dataset and folder (``train_split="train+val"`` and ``val_split="val"``: val).
+    Its scores are then not held out, and ``best`` is chosen on training images."""
+    if config.val_split is None:
+        return []
+    if (config.val_dataset or config.dataset) != config.dataset:
+        return []
+    if (config.val_root or config.root) != config.root:
+        return []
+    trained = set(split_names(config.train_split))
+    return [name for name in split_names(config.val_split) if name in trained]
 
 
 def _choice(name: str, value: object, choices: Any) -> None:
