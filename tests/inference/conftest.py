@@ -21,3 +21,16 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(params=["direct", "winograd"])
+def convolutions(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How ``optimize_for_inference`` computes fp32 3x3 convolutions when not told: by
+    oneDNN (``direct``) or by NNPACK (``winograd``), whatever this CPU's default, so that
+    both paths are tested on every CPU where NNPACK runs."""
+    from fcnseg.inference import optimize
+
+    if request.param == "winograd" and not optimize.winograd_available():
+        pytest.skip("NNPACK does not run on this CPU")
+    monkeypatch.setattr(optimize, "winograd_default", lambda: request.param == "winograd")
+    return request.param

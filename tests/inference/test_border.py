@@ -78,7 +78,7 @@ def test_full_width_alexnet_at_375x500() -> None:
 
 
 @pytest.mark.parametrize("name", fcnseg.list_models())
-def test_equals_plain_model_on_odd_sizes(name: str) -> None:
+def test_equals_plain_model_on_odd_sizes(name: str, convolutions: str) -> None:
     model = build(name)
     fast = optimize_for_inference(model, "fp32")
     found = runners(fast)
@@ -94,7 +94,7 @@ def test_equals_plain_model_on_odd_sizes(name: str) -> None:
 
 
 @pytest.mark.slow
-def test_full_width_vgg16() -> None:
+def test_full_width_vgg16(convolutions: str) -> None:
     # 64-512 channels, fc6 4096 x 512 x 7 x 7, fc7 4096 x 4096 (fc7 through BLAS)
     model = randomize(fcnseg.build_model("fcn8s-vgg16", num_classes=21, geometry="caffe"))
     fast = optimize_for_inference(model, "fp32")
@@ -104,7 +104,7 @@ def test_full_width_vgg16() -> None:
     assert_same_scores(fast(x), reference)
 
 
-def test_batches() -> None:
+def test_batches(convolutions: str) -> None:
     model = build("fcn8s-vgg16")
     fast = optimize_for_inference(model, "fp32")
     x = image(3, 3, 70, 45)
@@ -113,7 +113,7 @@ def test_batches() -> None:
     assert_same_scores(fast(x), reference)
 
 
-def test_predictor_batched_and_tiled() -> None:
+def test_predictor_batched_and_tiled(convolutions: str) -> None:
     model = build("fcn8s-vgg16", width=1 / 16, fc_width=16)
     images = [image(3, 120, 90, seed=1), image(3, 120, 90, seed=2), image(3, 700, 610, seed=3)]
     with torch.no_grad():

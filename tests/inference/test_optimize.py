@@ -16,7 +16,7 @@ from fcnseg.inference import (
 )
 from fcnseg.inference.bench import precision_error
 from fcnseg.inference.export import relative_error
-from fcnseg.inference.optimize import PackedConv2d, PhaseConvTranspose2d
+from fcnseg.inference.optimize import PackedConv2d, PhaseConvTranspose2d, WinogradConv2d
 
 PRECISIONS = native_precisions("cpu")
 SIZES = [(1, 64, 64), (2, 97, 131), (1, 200, 37)]
@@ -28,7 +28,9 @@ def _scores(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
-def test_equals_fp32_within_documented_tolerance(precision: str, geometry: str) -> None:
+def test_equals_fp32_within_documented_tolerance(
+    precision: str, geometry: str, convolutions: str
+) -> None:
     model = small_model("fcn8s-vgg16", geometry)
     fast = optimize_for_inference(model, precision)
     for seed, (batch, height, width) in enumerate(SIZES):
@@ -45,7 +47,7 @@ def test_equals_fp32_within_documented_tolerance(precision: str, geometry: str) 
 @pytest.mark.parametrize(
     "name", ["fcn32s-alexnet", "fcn8s-googlenet", "fcn8s-siftflow-vgg16", "fcn16s-rgb-hha-vgg16"]
 )
-def test_every_kind_of_net(name: str, precision: str) -> None:
+def test_every_kind_of_net(name: str, precision: str, convolutions: str) -> None:
     # grouped convolutions, LRN, inception branches, two heads, two streams
     model = _every_kind[name]
     channels = 6 if "hha" in name else 3
@@ -74,14 +76,17 @@ class _Models(dict):
 _every_kind = _Models()
 
 
-def test_batch_norm_folded_and_relu_fused() -> None:
+def test_batch_norm_folded_and_relu_fused(convolutions: str) -> None:
     model = small_model("fcn8s-vgg16", "lean", batch_norm=True)
     fast = optimize_for_inference(model, "fp32")
     modules = list(fast.modules())
     assert not any(isinstance(m, (nn.BatchNorm2d, nn.ReLU)) for m in modules)
+    winograd = [m for m in modules if isinstance(m, WinogradConv2d)]
+    # the lean geometry's 13 convolutions are 3x3, stride 1, padded by 1
+    assert [m.activation for m in winograd] == ["relu"] * (13 if convolutions == "winograd" else 0)
     if torch.backends.mkldnn.is_available():
         packed = [m for m in modules if isinstance(m, PackedConv2d)]
-        assert sum(m.activation == "relu" for m in packed) == 15  # 13 convs, fc6, fc7
+        assert sum(m.activation == "relu" for m in packed) == 15 - len(winograd)  # + fc6, fc7
     x = image(2, 3, 90, 75)
     assert relative_error(fast(x), _scores(model, x)) <= TOLERANCE["fp32"]["relative_l2"]
 

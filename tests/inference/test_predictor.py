@@ -9,12 +9,14 @@ from torch import nn
 
 from fcnseg import FcnsegError
 from fcnseg.inference import (
+    TOLERANCE,
     Predictor,
     native_precisions,
     tile_alignment,
     tile_margin,
     tile_spans,
 )
+from fcnseg.inference.export import relative_error
 
 
 def _measured_reach(geometry: str) -> int:
@@ -71,7 +73,7 @@ def _rounding(model: nn.Module, x: torch.Tensor) -> float:
     return 2 * 16 * torch.finfo(torch.float32).eps * largest
 
 
-def test_tiled_equals_whole_image(geometry: str) -> None:
+def test_tiled_equals_whole_image(geometry: str, convolutions: str) -> None:
     model = small_model("fcn8s-vgg16", geometry)
     margin = tile_margin(model)
     tile = 2 * margin + 32 + 40
@@ -86,9 +88,10 @@ def test_tiled_equals_whole_image(geometry: str) -> None:
     tiled = Predictor(model, tile=tile, batch_size=3, optimize=False).predict_proba([x])[0]
     torch.testing.assert_close(tiled, whole, rtol=_rounding(model, x), atol=0.0)
     assert torch.equal(tiled.argmax(0), whole.argmax(0))
-    # The packed fp32 path sums in another order per window size: equal to rounding.
+    # The optimised fp32 path sums in another order per window size, and its Winograd
+    # transforms (where the CPU takes them) round more: within the documented fp32 bound.
     fast = Predictor(model, tile=tile, batch_size=3)
-    torch.testing.assert_close(fast.predict_proba([x])[0], whole, rtol=1e-5, atol=1e-6)
+    assert relative_error(fast.predict_proba([x])[0], whole) <= TOLERANCE["fp32"]["relative_l2"]
     assert (fast.predict([x])[0] == whole.argmax(0)).float().mean() > 0.9999
 
 
@@ -110,7 +113,7 @@ def test_short_margin_or_misaligned_tiles_leave_seams(
     assert not torch.allclose(tiled, whole, rtol=_rounding(model, x), atol=0.0)
 
 
-def test_images_of_different_sizes_in_one_call() -> None:
+def test_images_of_different_sizes_in_one_call(convolutions: str) -> None:
     model = small_model("fcn16s-vgg16", "lean")
     images = [image(3, 64, 80, seed=0), image(3, 50, 50, seed=1), image(3, 64, 80, seed=2)]
     predictor = Predictor(model, batch_size=2)
@@ -121,7 +124,7 @@ def test_images_of_different_sizes_in_one_call() -> None:
             scores = model(x[None])[0]
         assert label.shape == x.shape[1:] and label.dtype == torch.int64
         assert proba.shape == (5, *x.shape[1:]) and proba.dtype == torch.float32
-        torch.testing.assert_close(proba, scores.softmax(0), rtol=1e-5, atol=1e-6)
+        assert relative_error(proba, scores.softmax(0)) <= TOLERANCE["fp32"]["relative_l2"]
         assert torch.equal(label, proba.argmax(0))
 
 
@@ -138,14 +141,15 @@ def test_bf16_predictor_agrees_on_labels() -> None:
     assert (bf16 == fp32).float().mean() > 0.95
 
 
-def test_two_heads_pick_one() -> None:
+def test_two_heads_pick_one(convolutions: str) -> None:
     model = small_model("fcn8s-siftflow-vgg16", "lean")
     x = image(3, 64, 64)
     with torch.no_grad():
         scores = model(x[None])
     for head in ("sem", "geo"):
         proba = Predictor(model, head=head).predict_proba([x])[0]
-        torch.testing.assert_close(proba, scores[head][0].softmax(0), rtol=1e-5, atol=1e-6)
+        reference = scores[head][0].softmax(0)
+        assert relative_error(proba, reference) <= TOLERANCE["fp32"]["relative_l2"]
     with pytest.raises(FcnsegError, match="unknown head 'depth'"):
         Predictor(model, head="depth").predict([x])
 

@@ -282,7 +282,8 @@ def interleaved(
 ) -> list[Measurement]:
     memory = {}
     for label, (run, _) in runs.items():
-        with peak_memory() as peak:  # the first call, which also warms the path up
+        run()  # warms the path up (packed weights, an optimiser's state)
+        with peak_memory() as peak:  # a call in the steady state
             run()
         memory[label] = peak["mb"]
     best = dict.fromkeys(runs, math.inf)

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from fcnseg.data import collate_pad
 from fcnseg.errors import FcnsegError
 from fcnseg.evaluation import evaluate, head_class_names, metrics_record
+from fcnseg.inference.optimize import fast_training_model
 from fcnseg.io.atomic import atomic_write, remove_stale_temporaries
 from fcnseg.io.weights import ModelMeta, load_model
 from fcnseg.models import FCN, build_model, init_from_coarser
@@ -399,6 +400,11 @@ def fit(
         write_config(out / "config.json", config)
 
     net: nn.Module = model
+    if config.fast_training and context.device.type == "cpu":
+        # the same function and gradients (to fp32 rounding) with fewer FLOPs and a faster fc6
+        # weight gradient (issue 13); it shares the model's parameters, so the optimizer,
+        # checkpoints and evaluation keep using ``model``
+        net = fast_training_model(model).train()
     if context.distributed:
         ids = [context.device.index] if context.device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids)
