@@ -9,7 +9,9 @@ natively (results of different CPU classes go to different files:
    path: ``eager`` is the plain fp32 model (the stand-in for pytorch-fcn's FCN8s in fp32
    eager), the others go through ``fcnseg.optimize_for_inference`` in that precision, which
    on the Caffe geometry computes the padded border once (``fcnseg.inference.border``);
-   ``<precision>-noborder`` is the same without (``border=False``). Seconds per image,
+   ``<precision>-noborder`` is the same without (``border=False``); where NNPACK runs,
+   ``fp32-direct`` or ``fp32-winograd`` is fp32 with the 3x3 convolutions computed the
+   other way than this CPU's default (``winograd=``). Seconds per image,
    GFLOP/s achieved, that rate as a share of this machine's GEMM rate in the same precision
    (measured in the same run), peak memory, and each path's error against eager (relative
    L2 of the scores, labels that differ). GFLOP is the plain model's count: the work the
@@ -62,7 +64,7 @@ from fcnseg.inference.bench import (
 )
 from fcnseg.inference.dense import fcn32s_score_chain, shift_and_stitch, total_stride
 from fcnseg.inference.export import relative_error
-from fcnseg.inference.optimize import fast_training_model
+from fcnseg.inference.optimize import fast_training_model, winograd_available, winograd_default
 from fcnseg.runtime import DTYPES, cpu_info
 
 # Targets of issues 6 and 13, checked at the end.
@@ -148,6 +150,11 @@ def inference_table(args: argparse.Namespace, gemm: dict) -> list[dict]:
                 nets[f"{precision}-noborder"] = optimize_for_inference(
                     model, precision, border=False
                 )
+        if winograd_available():  # fp32's other way of computing the 3x3 convolutions
+            other = "direct" if winograd_default() else "winograd"
+            nets[f"fp32-{other}"] = optimize_for_inference(
+                model, "fp32", winograd=other == "winograd"
+            )
         for label, net in nets.items():
             runs[label] = (_no_grad(net, x), DTYPES[net.precision])
         measured = interleaved(runs, x, forward_flops(model, x), args.repeats, gemm)
@@ -438,6 +445,16 @@ def check_targets(results: dict) -> list[str]:
             f"issue 6: fastest exact-geometry path ({fastest['path']}): {speedup:.2f}x eager "
             f"fp32 (target {FASTEST_EXACT_SPEEDUP}x: {met[speedup >= FASTEST_EXACT_SPEEDUP]})",
         ]
+        for other in ("direct", "winograd"):
+            if ("caffe", f"fp32-{other}") in by:
+                gain = (
+                    by[("caffe", f"fp32-{other}")]["seconds_per_image"] / fp32["seconds_per_image"]
+                )
+                default = "winograd" if other == "direct" else "direct"
+                lines.append(
+                    f"issue 13: fp32 3x3 convolutions by default here: {default}, "
+                    f"{gain:.2f}x the {other} path"
+                )
         for precision in native_precisions():
             if precision == "fp32" or ("caffe", f"{precision}-noborder") not in by:
                 continue

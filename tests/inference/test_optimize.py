@@ -7,6 +7,7 @@ import torch
 from inference_nets import image, randomize, small_model
 from torch import nn
 
+import fcnseg
 from fcnseg import FcnsegError
 from fcnseg.inference import (
     TOLERANCE,
@@ -16,7 +17,12 @@ from fcnseg.inference import (
 )
 from fcnseg.inference.bench import precision_error
 from fcnseg.inference.export import relative_error
-from fcnseg.inference.optimize import PackedConv2d, PhaseConvTranspose2d, WinogradConv2d
+from fcnseg.inference.optimize import (
+    PackedConv2d,
+    PhaseConvTranspose2d,
+    WinogradConv2d,
+    winograd_available,
+)
 
 PRECISIONS = native_precisions("cpu")
 SIZES = [(1, 64, 64), (2, 97, 131), (1, 200, 37)]
@@ -149,3 +155,51 @@ def test_precision_errors() -> None:
     if "fp16" not in PRECISIONS:
         with pytest.raises(FcnsegError, match="not supported"):
             resolve_precision("fp16")
+
+
+def test_winograd_default_takes_the_wide_nets_only() -> None:
+    # The default takes NNPACK where 64-channel-or-wider 3x3 layers hold most of the work:
+    # the paper's full-width VGG16 (every 3x3 layer but conv1_1), not the shipped 1/8-width
+    # CamVid net (8-64 channels), where it measured 2x slower than oneDNN.
+    from fcnseg.inference.optimize import _convolution_inputs, _winograd_pays
+
+    with torch.device("meta"):
+        wide = fcnseg.build_model("fcn8s-vgg16", num_classes=21, geometry="caffe")
+        narrow = fcnseg.build_model(
+            "fcn8s-vgg16", num_classes=11, geometry="lean", width=1 / 8, fc_width=128
+        )
+    for net, pays in ((wide, True), (narrow, False)):
+        shapes = _convolution_inputs(net, (1, 3, 500, 500))
+        assert shapes and _winograd_pays(net, shapes) is pays
+
+
+def test_winograd_small_maps_take_the_direct_convolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    nnpack = torch._nnpack_spatial_convolution
+
+    def counted(*args: object) -> torch.Tensor:
+        calls.append(args[0].shape)  # type: ignore[union-attr]
+        return nnpack(*args)
+
+    if not winograd_available():
+        pytest.skip("NNPACK does not run on this CPU")
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", counted)
+    conv = randomize(nn.Conv2d(64, 64, 3, padding=1))
+    layer = WinogradConv2d(conv)
+    for height, width, nnpack_calls in ((40, 30, 2), (20, 30, 0)):  # 1200 and 600 cells
+        calls.clear()
+        x = image(2, 64, height, width)
+        with torch.no_grad():
+            assert relative_error(layer(x), conv(x)) <= 1e-5
+        assert len(calls) == nnpack_calls  # one per image, or none below 32x32 cells
+
+
+def test_winograd_refused_where_nnpack_does_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fcnseg.inference import optimize
+
+    monkeypatch.setattr(optimize, "winograd_available", lambda: False)
+    with pytest.raises(FcnsegError, match="winograd=True needs fp32 on a CPU where NNPACK runs"):
+        optimize_for_inference(small_model(), "fp32", winograd=True)
+    # and the default then runs the direct path
+    fast = optimize_for_inference(small_model(), "fp32")
+    assert not any(isinstance(m, WinogradConv2d) for m in fast.modules())

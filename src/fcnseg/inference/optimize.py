@@ -113,10 +113,13 @@ def optimize_for_inference(
             numbers, 28% fewer FLOPs at 500x500 (FCN-8s VGG16). False runs every cell.
         winograd: in fp32 on a CPU, compute the 3x3 stride-1 convolutions (VGG16's conv1_2 to
             conv5_3) by NNPACK's fast convolution (Winograd transforms, :class:`WinogradConv2d`):
-            the same sums with about a quarter of the multiplications, 1.4-2.9x faster per
-            layer on an AVX2 CPU, errors of fp32 rounding (relative L2 ~3e-6 per layer). None
-            (default): where NNPACK runs and the CPU has no AVX512 (:func:`winograd_default`);
-            True where NNPACK runs; False never.
+            the same sums with about a quarter of the multiplications, 1.2-2.9x faster per
+            layer of 64 channels or more on an AVX2 CPU, errors of fp32 rounding (relative L2
+            ~3e-6 per layer). None (default): where NNPACK runs, the CPU has no AVX512
+            (:func:`winograd_default`) and such layers hold most of the convolutions' work
+            (the full-width nets; not the narrow shipped CamVid net, where NNPACK is slower),
+            each map of at least :data:`WINOGRAD_MIN_CELLS` cells. True: every such
+            convolution and map where NNPACK runs; False: never.
 
     Returns:
         The optimized model; it takes and returns float32 tensors, like ``model``.
@@ -135,16 +138,21 @@ def optimize_for_inference(
             f"here: {precision} on {device.type}, NNPACK "
             f"{'available' if winograd_available() else 'unavailable'}"
         )
-    if winograd is None:
-        winograd = fast_convolutions and winograd_default()
+    chosen = winograd is None
     net = copy.deepcopy(model).eval()
     borders = _border.analyse(net) if border else []
     for chain in list(_layer_chains(net)):
         _fuse_chain(net, chain)
+    shapes = _convolution_inputs(net, (1, input_channels(net), *example_size))
+    if chosen:
+        winograd = fast_convolutions and winograd_default() and _winograd_pays(net, shapes)
     if winograd:
-        _replace_winograd(net)
+        _replace_winograd(net, WINOGRAD_MIN_CHANNELS if chosen else 1)
+        if not chosen:
+            for module in net.modules():
+                if isinstance(module, WinogradConv2d):
+                    module.min_cells = 0  # told to: every map, however small
     if device.type == "cpu" and _mkldnn_op_available():
-        shapes = _convolution_inputs(net, (1, input_channels(net), *example_size))
         _pack_children(net, dtype, shapes)
     _replace(net, nn.LocalResponseNorm, LocalResponseNorm)
     # NNPACK reads and writes contiguous NCHW maps; oneDNN is fastest on channels-last ones
@@ -155,6 +163,17 @@ def optimize_for_inference(
     copy_flops = _border.COPY_FLOPS if precision == "fp32" else _border.COPY_FLOPS_16BIT
     _border.install(net, borders, cache_background=True, copy_flops=copy_flops)
     return InferenceModel(net, precision, device, layout)
+
+
+# Where NNPACK's fast convolution pays on an AVX2 CPU (one thread, against oneDNN's direct
+# convolution on channels-last maps; `optimize_for_inference` docstring): layers of at least
+# 64 channels in and out (64 at 90x120: 2.7x; 32: 0.8-0.9x; 8: 0.3x), maps of at least 32x32
+# cells (512 channels at 8x10: 0.2x, the kernel transformed on every call), and nets whose
+# such layers hold at least half of the convolutions' multiply-adds (the rest then runs on
+# NCHW maps, oneDNN's slower layout).
+WINOGRAD_MIN_CHANNELS = 64
+WINOGRAD_MIN_CELLS = 32 * 32
+WINOGRAD_MIN_SHARE = 0.5
 
 
 def winograd_available() -> bool:
@@ -177,12 +196,14 @@ class WinogradConv2d(nn.Module):
     multiplications of the direct sum), with an optional ReLU after it; fp32, CPU.
 
     It takes and gives contiguous N x C x H x W float32 maps; each image of a batch is one
-    call (NNPACK's batched path is slower than the per-image one). Maps too small for the
-    kernel go to ``torch.nn.functional.conv2d``, which names the problem.
+    call (NNPACK's batched path is slower than the per-image one). Maps of fewer than
+    ``min_cells`` cells, or too small for the kernel, go to ``torch.nn.functional.conv2d``
+    (which names the problem of the latter).
     """
 
     def __init__(self, conv: nn.Conv2d, activation: str = "none") -> None:
         super().__init__()
+        self.min_cells = WINOGRAD_MIN_CELLS  # smaller maps: the direct convolution
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.padding = list(conv.padding)
         self.activation = activation
@@ -192,7 +213,7 @@ class WinogradConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (ph, pw), (height, width) = self.padding, x.shape[-2:]
-        small = height + 2 * ph < 3 or width + 2 * pw < 3
+        small = height + 2 * ph < 3 or width + 2 * pw < 3 or height * width < self.min_cells
         if small or x.dtype != torch.float32 or x.device.type != "cpu":  # meta: shapes only
             y = F.conv2d(x, self.weight.to(x.dtype), self.bias.to(x.dtype), 1, self.padding)
         else:
@@ -214,9 +235,10 @@ class WinogradConv2d(nn.Module):
         )
 
 
-def _winograd_eligible(module: nn.Module) -> bool:
+def _winograd_eligible(module: nn.Module, min_channels: int = 1) -> bool:
     return (
         type(module) is nn.Conv2d
+        and min(module.in_channels, module.out_channels) >= min_channels
         and module.kernel_size == (3, 3)
         and module.stride == (1, 1)
         and module.dilation == (1, 1)
@@ -227,16 +249,31 @@ def _winograd_eligible(module: nn.Module) -> bool:
     )
 
 
-def _replace_winograd(module: nn.Module) -> None:
+def _replace_winograd(module: nn.Module, min_channels: int) -> None:
     """Swaps every eligible convolution (alone, or in a :class:`ConvRelu`) for a
     :class:`WinogradConv2d`, in place."""
     for name, child in module.named_children():
-        if isinstance(child, ConvRelu) and _winograd_eligible(child.conv):
+        if isinstance(child, ConvRelu) and _winograd_eligible(child.conv, min_channels):
             module.add_module(name, WinogradConv2d(child.conv, "relu"))
-        elif _winograd_eligible(child):
+        elif _winograd_eligible(child, min_channels):
             module.add_module(name, WinogradConv2d(child))  # type: ignore[arg-type]
         else:
-            _replace_winograd(child)
+            _replace_winograd(child, min_channels)
+
+
+def _winograd_pays(net: nn.Module, shapes: dict[str, list[int]]) -> bool:
+    """Whether the convolutions NNPACK would take hold at least :data:`WINOGRAD_MIN_SHARE`
+    of the convolutions' multiply-adds at the example size (``shapes``: their inputs)."""
+    total = taken = 0
+    for name, module in net.named_modules():
+        if type(module) is not nn.Conv2d or name not in shapes:
+            continue
+        height, width = shapes[name][-2:]
+        work = module.weight.numel() * height * width // (module.stride[0] * module.stride[1])
+        total += work
+        if _winograd_eligible(module, WINOGRAD_MIN_CHANNELS):
+            taken += work
+    return total > 0 and taken >= WINOGRAD_MIN_SHARE * total
 
 
 def fast_training_model(
