@@ -17,7 +17,7 @@ from torch.nn import functional as F
 import fcnseg
 from fcnseg.inference.border import BorderSegment
 from fcnseg.inference.export import relative_error
-from fcnseg.inference.optimize import GemmConv2d, fast_training_model
+from fcnseg.inference.optimize import GemmConv2d, WinogradTrainingConv2d, fast_training_model
 
 GRADIENT_L2 = 1e-4
 
@@ -47,12 +47,14 @@ def step(net: nn.Module, x: torch.Tensor, target: torch.Tensor) -> float:
     ],
 )
 def test_gradients_equal_plain_model(
-    name: str, gemm_min_weights: int | None, gemm_layers: set[str]
+    name: str, gemm_min_weights: int | None, gemm_layers: set[str], convolutions: str
 ) -> None:
     model = build(name)
     fast = fast_training_model(model, gemm_min_weights=gemm_min_weights).train()
     gemm = {n for n, m in fast.named_modules() if isinstance(m, GemmConv2d)}
     assert gemm == gemm_layers
+    winograd = [m for m in fast.modules() if isinstance(m, WinogradTrainingConv2d)]
+    assert bool(winograd) == (convolutions == "winograd")  # every net has 3x3 convolutions
     assert any(isinstance(m, BorderSegment) for m in fast.modules())
     x = image(1, 3, 45, 38)
     target = torch.randint(0, 5, (1, 45, 38), generator=torch.Generator().manual_seed(0))

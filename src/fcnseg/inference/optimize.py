@@ -212,21 +212,60 @@ class WinogradConv2d(nn.Module):
         self.bias = nn.Parameter(bias.detach().float().contiguous(), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        (ph, pw), (height, width) = self.padding, x.shape[-2:]
-        small = height + 2 * ph < 3 or width + 2 * pw < 3 or height * width < self.min_cells
-        if small or x.dtype != torch.float32 or x.device.type != "cpu":  # meta: shapes only
-            y = F.conv2d(x, self.weight.to(x.dtype), self.bias.to(x.dtype), 1, self.padding)
+        if _nnpack_takes(x, self.padding, self.min_cells):
+            y = _nnpack_conv3x3(x, self.weight, self.bias, self.padding)
         else:
-            x = x.contiguous()
-            y = torch.cat(
-                [
-                    torch._nnpack_spatial_convolution(
-                        x[i : i + 1], self.weight, self.bias, self.padding, [1, 1]
-                    )
-                    for i in range(x.shape[0])
-                ]
-            )
+            y = F.conv2d(x, self.weight.to(x.dtype), self.bias.to(x.dtype), 1, self.padding)
         return F.relu_(y) if self.activation == "relu" else y
+
+
+class WinogradTrainingConv2d(nn.Conv2d):
+    """A 3x3, stride-1 convolution for training whose forward pass is NNPACK's fast
+    convolution where :class:`WinogradConv2d`'s would be (fp32 on a CPU, maps of at least
+    :data:`WINOGRAD_MIN_CELLS` cells; not under autocast); autograd differentiates it as the
+    convolution it is (PyTorch's convolution backward). The parameters are those of the
+    convolution it was made from (:meth:`sharing`)."""
+
+    @classmethod
+    def sharing(cls, conv: nn.Conv2d) -> WinogradTrainingConv2d:
+        """A ``WinogradTrainingConv2d`` with ``conv``'s settings and its very parameters."""
+        fast = copy.copy(conv)
+        fast.__class__ = cls
+        return fast
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padding = list(self.padding)  # type: ignore[arg-type]
+        if torch.is_autocast_enabled(x.device.type) or not _nnpack_takes(
+            x, padding, WINOGRAD_MIN_CELLS
+        ):
+            return super().forward(x)
+        return _nnpack_conv3x3(x, self.weight, self.bias, padding)
+
+
+def _nnpack_takes(x: torch.Tensor, padding: list[int], min_cells: int) -> bool:
+    """Whether NNPACK runs a 3x3 convolution padded by ``padding`` on ``x``: a float32 CPU
+    map (not meta: shapes only) of at least ``min_cells`` cells that the kernel fits."""
+    (ph, pw), (height, width) = padding, x.shape[-2:]
+    return (
+        x.dtype == torch.float32
+        and x.device.type == "cpu"
+        and height + 2 * ph >= 3
+        and width + 2 * pw >= 3
+        and height * width >= min_cells
+    )
+
+
+def _nnpack_conv3x3(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: list[int]
+) -> torch.Tensor:
+    """NNPACK's convolution of each image of ``x`` (its per-image inference path is faster
+    than its batched one), as one N x C x H x W tensor."""
+    x = x.contiguous()
+    images = [
+        torch._nnpack_spatial_convolution(x[i : i + 1], weight, bias, padding, [1, 1])
+        for i in range(x.shape[0])
+    ]
+    return images[0] if len(images) == 1 else torch.cat(images)
 
     def extra_repr(self) -> str:
         return (
@@ -277,7 +316,11 @@ def _winograd_pays(net: nn.Module, shapes: dict[str, list[int]]) -> bool:
 
 
 def fast_training_model(
-    model: nn.Module, *, border: bool = True, gemm_min_weights: int | None = None
+    model: nn.Module,
+    *,
+    border: bool = True,
+    gemm_min_weights: int | None = None,
+    winograd: bool | None = None,
 ) -> nn.Module:
     """The same function as ``model`` for training, faster: a new module that shares every
     parameter and buffer of ``model`` (the same tensor objects, under the same state-dict
@@ -287,6 +330,9 @@ def fast_training_model(
       :class:`GemmConv2d`: ``unfold`` and one matrix product, whose weight gradient is one
       BLAS product too; oneDNN's weight gradient of the 7x7 convolution is several times
       slower on CPUs.
+    - 3x3 stride-1 convolutions of at least :data:`WINOGRAD_MIN_CHANNELS` channels become
+      :class:`WinogradTrainingConv2d` where :func:`winograd_default` says so (AVX2 CPUs):
+      their forward pass by NNPACK's Winograd convolution, their backward as before.
     - In an FCN of the Caffe geometry, the trunk up to its first dropout or batch
       normalisation (which read the whole map) runs through ``fcnseg.inference.border``: the
       padded border's cells are computed once from an all-zero image, the rest on the cells
@@ -301,14 +347,21 @@ def fast_training_model(
         border: compute a Caffe-geometry FCN's border once (False: only the GEMM layers).
         gemm_min_weights: convolutions with at least this many weights become
             :class:`GemmConv2d` (default :data:`GEMM_MIN_WEIGHTS`, 4M: fc6 and fc7).
+        winograd: the Winograd forward pass; None: :func:`winograd_default` (False where
+            NNPACK does not run).
     """
     threshold = GEMM_MIN_WEIGHTS if gemm_min_weights is None else gemm_min_weights
+    if winograd is None:
+        winograd = winograd_default()
+    winograd = winograd and winograd_available()
     shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
     net = copy.deepcopy(model, shared)
     analyses = _border.analyse(net, training=True) if border else []
     for name, module in list(net.named_modules()):
         if _is_big_convolution(module, threshold):
             net.set_submodule(name, GemmConv2d.sharing(module))
+        elif winograd and _winograd_eligible(module, WINOGRAD_MIN_CHANNELS):
+            net.set_submodule(name, WinogradTrainingConv2d.sharing(module))  # type: ignore[arg-type]
     _border.install(net, analyses)
     return net
 
