@@ -71,8 +71,8 @@ _FIELDS = {
     "eval_every": "score the held-out split and save every this many steps (0: at the end)",
     "amp": "autocast: none, bf16 or fp16 (CUDA)",
     "compile": "run the model through torch.compile",
-    "fast_training": "on a CPU, fc6/fc7 as matrix products and a Caffe border computed once: "
-    "the same gradients, faster",
+    "fast_training": "on a CPU, fc6/fc7 as matrix products, wide 3x3 convolutions by "
+    "Winograd (AVX2), a Caffe border computed once: the same gradients to rounding, faster",
     "seed": "every random draw of the run follows from it",
     "workers": "DataLoader worker processes",
     "device": "auto (CUDA when available), cpu or cuda",
