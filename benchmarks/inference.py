@@ -173,11 +173,24 @@ def inference_table(args: argparse.Namespace, gemm: dict) -> list[dict]:
             if row.path != "eager":
                 result = nets[row.path](x)
                 error = precision_error(reference, result)
-                error["labels_changed"] = int((result.argmax(1) != reference.argmax(1)).sum())
+                changed = result.argmax(1) != reference.argmax(1)
+                error["labels_changed"] = int(changed.sum())
+                # how near a tie the plain model's two best scores were where a label changed
+                best_two = reference.topk(2, dim=1).values
+                margins = (best_two[:, 0] - best_two[:, 1])[changed]
+                error["largest_margin_changed"] = float(margins.max()) if changed.any() else None
+                error["largest_score_error"] = float((result - reference).abs().max())
+                near = (
+                    f"; where changed, the two best scores were at most "
+                    f"{error['largest_margin_changed']:.1e} apart (largest score error "
+                    f"{error['largest_score_error']:.1e})"
+                    if changed.any()
+                    else ""
+                )
                 print(
                     f"  {row.path}: relative L2 error {error['relative_l2']:.1e}, "
                     f"labels differing {error['label_disagreement']:.2%} "
-                    f"({error['labels_changed']} of {height * width})"
+                    f"({error['labels_changed']} of {height * width}){near}"
                 )
             extra = {"gflop_run": run_flops} if "noborder" not in row.path else {}
             if row.path == "eager":
