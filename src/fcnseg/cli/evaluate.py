@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from fcnseg.cli.predict import add_tta_arguments
 from fcnseg.cli.train import add_dataset_option, dataset_options
-from fcnseg.data import ade20k_score_text, build_dataset, list_datasets
+from fcnseg.data import ade20k_score_text, build_dataset, list_datasets, split_names
 from fcnseg.errors import FcnsegError
 from fcnseg.evaluation import (
     evaluate,
@@ -21,7 +21,7 @@ from fcnseg.evaluation import (
     write_metrics,
 )
 from fcnseg.inference.tta import TestTimeAugmentation
-from fcnseg.io.weights import load_model, resolve
+from fcnseg.io.weights import ModelMeta, load_model, resolve
 from fcnseg.runtime import AMP_MODES, DEVICES, amp_dtype, choose_device
 
 
@@ -64,6 +64,12 @@ def run(args: argparse.Namespace) -> int:
         args.dataset, args.root, args.split, convention=model.meta.input_convention, **options
     )
     info = dataset.info
+    trained_on = _trained_splits(model.meta, args.dataset)
+    if set(split_names(args.split)) & trained_on:
+        print(
+            f"note: {resolve(args.model)} was trained on {args.dataset} "
+            f"'{'+'.join(sorted(trained_on))}': its scores on '{args.split}' are not held out"
+        )
     if model.num_classes != info.num_classes:
         raise FcnsegError(
             f"{resolve(args.model)}: weights for {model.num_classes} classes, dataset "
@@ -101,3 +107,14 @@ def run(args: argparse.Namespace) -> int:
     print(ade20k_score_text(args.dataset, metrics), end="")
     print(f"wrote {path}")
     return 0
+
+
+def _trained_splits(meta: ModelMeta, dataset: str) -> set[str]:
+    """The splits of ``dataset`` the weights were trained on, as their metadata records."""
+    config = meta.config or {}
+    if meta.dataset != dataset or not isinstance(config.get("train_split"), str):
+        return set()
+    try:
+        return set(split_names(config["train_split"]))
+    except FcnsegError:
+        return set()

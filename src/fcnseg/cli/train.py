@@ -25,7 +25,7 @@ from fcnseg.data import PATH_OPTIONS, SYNTHETIC, list_datasets
 from fcnseg.errors import FcnsegError
 from fcnseg.models import list_models
 from fcnseg.runtime import AMP_MODES, DEVICES
-from fcnseg.train import TrainConfig, distributed, fit, fit_staged, list_recipes
+from fcnseg.train import CheckpointFiles, TrainConfig, distributed, fit, fit_staged, list_recipes
 from fcnseg.train.budget import GIB
 from fcnseg.train.loop import time_budget, write_config
 from fcnseg.train.recipes import (
@@ -479,6 +479,9 @@ def run(args: argparse.Namespace) -> int:
         # torchrun restarted the job after a process died: go on from the last checkpoint
         resume = True
         note = f"torchrun restart {restart}: resuming {out} from its last checkpoint"
+    if not resume and _saved_checkpoints(out):
+        # before the configuration is printed: nothing will run
+        raise FcnsegError(f"{out}: already holds a run; --resume it or choose another --out")
     context = distributed.setup(config.device)
     if args.resume and sources["max_iter"] == FROM_FLAG and config.lr_policy == "poly":
         note = (
@@ -527,7 +530,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"trained to iteration {result.iteration}; checkpoints in {out}")
     if context.is_main and result is not None and result.stopped:
         print(f"stopped by --time-budget at iteration {result.iteration}; --resume goes on")
+    if context.is_main and result is None:
+        print(f"{out}: every stage had finished; nothing to train (--max-iter N extends it)")
     return 0
+
+
+def _saved_checkpoints(out: Path) -> list[Path]:
+    """The ``last`` checkpoints in ``out``: a run's own, or its stages'."""
+    candidates = [out / "last", *(folder / "last" for folder in sorted(out.glob("stage*")))]
+    return [path for path in candidates if CheckpointFiles.of(path).exists()]
 
 
 def _holds_run(out: Path, config: TrainConfig) -> bool:

@@ -20,6 +20,7 @@ import datetime
 import functools
 import json
 import os
+import re
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -427,7 +428,8 @@ def list_pretrained() -> list[str]:
 def resolve(spec: str | os.PathLike[str]) -> Path:
     """The weight file ``spec`` names: a ``.safetensors`` file (or a 0.1 checkpoint's
     ``.json``), a checkpoint stem (``runs/voc/best``), a run folder (its ``best``, else its
-    ``last``), or a shipped model's name.
+    ``last``; a staged run's folder: its last stage's, ``stage3-fcn8s-vgg16``), or a shipped
+    model's name.
 
     Raises:
         FcnsegError: ``spec`` is none of these.
@@ -437,6 +439,13 @@ def resolve(spec: str | os.PathLike[str]) -> Path:
         for stem in ("best", "last"):
             if (path / f"{stem}.safetensors").is_file():
                 return path / f"{stem}.safetensors"
+        stages = [
+            (int(match.group(1)), folder)
+            for folder in path.glob("stage*")
+            if folder.is_dir() and (match := re.match(r"stage(\d+)-", folder.name))
+        ]
+        if stages:  # a staged run (fcnseg.train.fit_staged): its finest net
+            return resolve(max(stages)[1])
         raise FcnsegError(f"{path}: folder holds no best or last checkpoint")
     if path.suffix in (".safetensors", ".json") and path.is_file():
         return path.with_suffix(".safetensors")
