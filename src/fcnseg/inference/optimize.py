@@ -219,19 +219,25 @@ class WinogradConv2d(nn.Module):
         return F.relu_(y) if self.activation == "relu" else y
 
 
-class WinogradTrainingConv2d(nn.Conv2d):
+class SharingConv2d(nn.Conv2d):
+    """A convolution computed another way for training, made from a model's convolution with
+    its settings and its very parameters (:meth:`sharing`), so that an optimizer over the
+    model trains it."""
+
+    @classmethod
+    def sharing(cls, conv: nn.Conv2d) -> SharingConv2d:
+        """An instance of this class with ``conv``'s settings and parameter tensors."""
+        shared = copy.copy(conv)
+        shared.__class__ = cls
+        return shared
+
+
+class WinogradTrainingConv2d(SharingConv2d):
     """A 3x3, stride-1 convolution for training whose forward pass is NNPACK's fast
     convolution where :class:`WinogradConv2d`'s would be (fp32 on a CPU, maps of at least
     :data:`WINOGRAD_MIN_CELLS` cells; not under autocast); autograd differentiates it as the
     convolution it is (PyTorch's convolution backward). The parameters are those of the
     convolution it was made from (:meth:`sharing`)."""
-
-    @classmethod
-    def sharing(cls, conv: nn.Conv2d) -> WinogradTrainingConv2d:
-        """A ``WinogradTrainingConv2d`` with ``conv``'s settings and its very parameters."""
-        fast = copy.copy(conv)
-        fast.__class__ = cls
-        return fast
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padding = list(self.padding)  # type: ignore[arg-type]
@@ -366,20 +372,13 @@ def fast_training_model(
     return net
 
 
-class GemmConv2d(nn.Conv2d):
+class GemmConv2d(SharingConv2d):
     """A convolution computed as ``unfold`` (im2col) and one matrix product, in fp32 as in
     autograd: the same parameters as :class:`torch.nn.Conv2d`, another kernel (BLAS).
 
     A 1x1 convolution skips the unfolding. Its output is contiguous NCHW, as the plain
     convolution's (so a dropout after it draws its mask in the same order).
     """
-
-    @classmethod
-    def sharing(cls, conv: nn.Conv2d) -> GemmConv2d:
-        """A ``GemmConv2d`` with ``conv``'s settings and its very parameters."""
-        gemm = copy.copy(conv)
-        gemm.__class__ = cls
-        return gemm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.groups != 1 or self.padding_mode != "zeros" or isinstance(self.padding, str):
