@@ -84,3 +84,17 @@ def test_eval_notes_a_split_the_model_trained_on(
     assert main(args) == 0
     note = f"note: {trained}.safetensors was trained on folder 'train+val': its scores on 'val'"
     assert (note in capsys.readouterr().out) is noted
+
+
+def test_eval_asks_for_the_dataset_folder(capsys: pytest.CaptureFixture[str]) -> None:
+    # without --root it used to read split files from the working directory and name one
+    with pytest.raises(SystemExit) as stop:
+        main(["eval", "--model", "camvid-fcn8s", "--dataset", "camvid", "--out", "unused"])
+    assert stop.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .endswith("the following arguments are required: --root")
+    )
+    assert not Path("unused").exists()

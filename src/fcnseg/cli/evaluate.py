@@ -36,7 +36,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", required=True, help="checkpoint path or shipped model name")
     parser.add_argument("--dataset", required=True, choices=list_datasets())
-    parser.add_argument("--root", default=".", help="the dataset's folder")
+    parser.add_argument("--root", required=True, help="the dataset's folder")
     add_dataset_option(parser)
     parser.add_argument("--split", default="val")
     parser.add_argument("--out", required=True, help="folder for metrics.json")
