@@ -56,6 +56,12 @@ def weights(folder: Path) -> torch.Tensor:
     return torch.cat([t.flatten().double() for t in state.values() if t.is_floating_point()])
 
 
+def train(config, out: Path, data, resume: bool = False) -> None:
+    """``fit`` on the tiny data's (train, val) pair."""
+    train_set, val_set = data
+    fit(config, out, resume=resume, train_set=train_set, val_set=val_set, progress=False)
+
+
 def losses(folder: Path) -> list[float]:
     return [e["loss"] for e in read_log(folder) if "loss" in e]
 
@@ -63,19 +69,12 @@ def losses(folder: Path) -> list[float]:
 def test_fit_trains_the_plain_function_through_the_fast_model(
     tmp_path: Path, tiny_data, spied: list[torch.nn.Module]
 ) -> None:
-    train_set, val_set = tiny_data
     fast, plain = tmp_path / "fast", tmp_path / "plain"
-    fit(caffe_config(), fast, train_set=train_set, val_set=val_set, progress=False)
+    train(caffe_config(), fast, tiny_data)
     assert len(spied) == 1
     layers = {type(m) for m in spied[0].modules()}
     assert GemmConv2d in layers and BorderSegment in layers
-    fit(
-        caffe_config(fast_training=False),
-        plain,
-        train_set=train_set,
-        val_set=val_set,
-        progress=False,
-    )
+    train(caffe_config(fast_training=False), plain, tiny_data)
     assert len(spied) == 1  # fast_training=False trains the plain model
     assert losses(fast) == pytest.approx(losses(plain), rel=1e-4)
     reference = weights(plain)
@@ -83,18 +82,17 @@ def test_fit_trains_the_plain_function_through_the_fast_model(
     assert load_checkpoint(fast / "last")[0].keys() == load_checkpoint(plain / "last")[0].keys()
     # the bound tells runs apart: another seed's run is far from it
     other = tmp_path / "other"
-    fit(caffe_config(seed=1), other, train_set=train_set, val_set=val_set, progress=False)
+    train(caffe_config(seed=1), other, tiny_data)
     assert relative_error(weights(other), reference) > 1e-2
 
 
 def test_resumed_fast_run_is_bit_equal_to_an_uninterrupted_one(
     tmp_path: Path, tiny_data, spied: list[torch.nn.Module]
 ) -> None:
-    train_set, val_set = tiny_data
     whole, halves = tmp_path / "whole", tmp_path / "halves"
-    fit(caffe_config(), whole, train_set=train_set, val_set=val_set, progress=False)
-    fit(caffe_config(max_iter=2), halves, train_set=train_set, val_set=val_set, progress=False)
-    fit(caffe_config(), halves, resume=True, train_set=train_set, val_set=val_set, progress=False)
+    train(caffe_config(), whole, tiny_data)
+    train(caffe_config(max_iter=2), halves, tiny_data)
+    train(caffe_config(), halves, tiny_data, resume=True)
     assert len(spied) == 3
     assert torch.equal(weights(halves), weights(whole))
     assert losses(halves) == losses(whole)
