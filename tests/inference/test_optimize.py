@@ -20,6 +20,7 @@ from fcnseg.inference.export import relative_error
 from fcnseg.inference.optimize import (
     PackedConv2d,
     PhaseConvTranspose2d,
+    SlicedMaxPool2d,
     WinogradConv2d,
     winograd_available,
 )
@@ -203,3 +204,44 @@ def test_winograd_refused_where_nnpack_does_not_run(monkeypatch: pytest.MonkeyPa
     # and the default then runs the direct path
     fast = optimize_for_inference(small_model(), "fp32")
     assert not any(isinstance(m, WinogradConv2d) for m in fast.modules())
+
+
+@pytest.mark.parametrize("kernel, stride", [(1, 1), (2, 2), (3, 2), (3, 1), (2, 3), (3, 3)])
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_sliced_max_pooling_equals_max_pool2d(kernel: int, stride: int, ceil_mode: bool) -> None:
+    # VGG16's 2x2/2 and AlexNet's and GoogLeNet's 3x3/2 pools, in Caffe's ceil mode too, on
+    # maps whose windows overhang their end by every amount, and a NaN that must propagate
+    pool = nn.MaxPool2d(kernel, stride, ceil_mode=ceil_mode)
+    sliced = SlicedMaxPool2d.like(pool)
+    assert isinstance(sliced, SlicedMaxPool2d)
+    for height, width in ((3, 3), (4, 9), (7, 6), (13, 10), (509, 5)):
+        x = image(2, 3, height, width)
+        x[1, 2, height // 2, width // 2] = float("nan")
+        torch.testing.assert_close(sliced(x), pool(x), rtol=0, atol=0, equal_nan=True)
+    # what it leaves to MaxPool2d: channels-last maps, padding, maps smaller than the window
+    x = image(1, 4, 9, 9).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(sliced(x), pool(x))
+    padded = nn.MaxPool2d(3, 2, padding=1, ceil_mode=ceil_mode)
+    assert torch.equal(SlicedMaxPool2d.like(padded)(image(1, 2, 8, 8)), padded(image(1, 2, 8, 8)))
+    assert SlicedMaxPool2d.like(nn.MaxPool2d(2, return_indices=True)).return_indices
+
+
+def test_winograd_net_keeps_its_maps_nchw(convolutions: str) -> None:
+    # NNPACK reads NCHW maps: in the Winograd net no layer may hand it a channels-last map
+    # (conv1_1's packed oneDNN output, converted back at 500x500, cost more than conv1_1),
+    # and the max poolings take the sliced path
+    model = randomize(fcnseg.build_model("fcn8s-vgg16", num_classes=5, width=1 / 16))
+    fast = optimize_for_inference(model, "fp32")
+    nnpack_inputs = []
+    for module in fast.modules():
+        if isinstance(module, WinogradConv2d):
+            module.register_forward_pre_hook(lambda m, args: nnpack_inputs.append((m, args[0])))
+    x = image(1, 3, 75, 61)
+    assert relative_error(_scores(fast, x), _scores(model, x)) <= 1e-5
+    pools = [m for m in fast.modules() if isinstance(m, nn.MaxPool2d)]
+    if convolutions == "direct":
+        assert not nnpack_inputs and not any(isinstance(m, SlicedMaxPool2d) for m in pools)
+        return
+    assert len({id(m) for m, _ in nnpack_inputs}) == 12  # conv1_2 ... conv5_3
+    assert all(t.is_contiguous() for _, t in nnpack_inputs)
+    assert pools and all(isinstance(m, SlicedMaxPool2d) for m in pools)

@@ -119,7 +119,9 @@ def optimize_for_inference(
             (:func:`winograd_default`) and such layers hold most of the convolutions' work
             (the full-width nets; not the narrow shipped CamVid net, where NNPACK is slower),
             each map of at least :data:`WINOGRAD_MIN_CELLS` cells. True: every such
-            convolution and map where NNPACK runs; False: never.
+            convolution and map where NNPACK runs; False: never. The net then runs on NCHW
+            maps, NNPACK's layout: small convolutions keep unpacked weights so that oneDNN
+            writes NCHW too, and max pooling takes :class:`SlicedMaxPool2d`.
 
     Returns:
         The optimized model; it takes and returns float32 tensors, like ``model``.
@@ -152,11 +154,13 @@ def optimize_for_inference(
             for module in net.modules():
                 if isinstance(module, WinogradConv2d):
                     module.min_cells = 0  # told to: every map, however small
-    if device.type == "cpu" and _mkldnn_op_available():
-        _pack_children(net, dtype, shapes)
-    _replace(net, nn.LocalResponseNorm, LocalResponseNorm)
     # NNPACK reads and writes contiguous NCHW maps; oneDNN is fastest on channels-last ones
     layout = torch.contiguous_format if winograd else torch.channels_last
+    if device.type == "cpu" and _mkldnn_op_available():
+        _pack_children(net, dtype, shapes, layout)
+    _replace(net, nn.LocalResponseNorm, LocalResponseNorm)
+    if layout == torch.contiguous_format:
+        _replace(net, nn.MaxPool2d, SlicedMaxPool2d.like)
     net = net.to(dtype=dtype, memory_format=layout)
     for parameter in net.parameters():
         parameter.requires_grad_(False)
@@ -218,6 +222,12 @@ class WinogradConv2d(nn.Module):
             y = F.conv2d(x, self.weight.to(x.dtype), self.bias.to(x.dtype), 1, self.padding)
         return F.relu_(y) if self.activation == "relu" else y
 
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, padding={tuple(self.padding)}, "
+            f"activation={self.activation}"
+        )
+
 
 class SharingConv2d(nn.Conv2d):
     """A convolution computed another way for training, made from a model's convolution with
@@ -272,12 +282,6 @@ def _nnpack_conv3x3(
         for i in range(x.shape[0])
     ]
     return images[0] if len(images) == 1 else torch.cat(images)
-
-    def extra_repr(self) -> str:
-        return (
-            f"{self.in_channels}, {self.out_channels}, padding={tuple(self.padding)}, "
-            f"activation={self.activation}"
-        )
 
 
 def _winograd_eligible(module: nn.Module, min_channels: int = 1) -> bool:
@@ -408,7 +412,14 @@ def _is_big_convolution(module: nn.Module, threshold: int) -> bool:
 
 
 class PackedConv2d(nn.Module):
-    """A convolution with weights packed once for oneDNN and an optional fused ReLU."""
+    """A convolution with weights packed once for oneDNN and an optional fused ReLU.
+
+    oneDNN writes channels-last maps when its weights are packed. In a net that runs on NCHW
+    maps (``layout``, the Winograd path) the convolutions of at most
+    :data:`DENSE_MAX_WEIGHTS` weights keep them unpacked, so that oneDNN writes NCHW maps:
+    it reorders such weights on each call for next to nothing, where turning conv1_1's
+    channels-last output at 500x500 back into NCHW for conv1_2 costs more than conv1_1.
+    """
 
     def __init__(
         self,
@@ -416,6 +427,7 @@ class PackedConv2d(nn.Module):
         dtype: torch.dtype,
         activation: str = "none",
         example: list[int] | None = None,
+        layout: torch.memory_format = torch.channels_last,
     ) -> None:
         super().__init__()
         self.padding = list(conv.padding)
@@ -434,6 +446,7 @@ class PackedConv2d(nn.Module):
             example = [1, conv.in_channels, 64, 64]
         self.example = tuple(example)
         self.weight_count = conv.weight.numel()
+        self.dense = layout == torch.contiguous_format and self.weight_count <= DENSE_MAX_WEIGHTS
         self.reset_shapes()
         bias = None if conv.bias is None else conv.bias.detach().to(dtype)
         self.register_buffer("bias", bias)
@@ -443,6 +456,9 @@ class PackedConv2d(nn.Module):
         if _is_gemm(conv, dtype, activation):
             self.gemm_weight = conv.weight.detach().reshape(conv.out_channels, -1).t().contiguous()
             self.packed_weight = None
+            return
+        if self.dense:
+            self.packed_weight = conv.weight.detach().to(dtype).contiguous()
             return
         self.packed_weight = torch._C._nn.mkldnn_reorder_conv2d_weight(
             weight.to_mkldnn(), self.padding, self.stride, self.dilation, self.groups, example
@@ -471,7 +487,7 @@ class PackedConv2d(nn.Module):
     def _weight_for(self, shape: tuple[int, ...]) -> torch.Tensor:
         """The weights packed for inputs of ``shape``: the example's, or a repacking kept for
         the last :data:`REPACKED_SHAPES` other shapes (weights up to REPACK_MAX_WEIGHTS)."""
-        if shape == self.example or self.weight_count > REPACK_MAX_WEIGHTS:
+        if shape == self.example or self.dense or self.weight_count > REPACK_MAX_WEIGHTS:
             return self.packed_weight
         weight = self.shaped_weights.get(shape)
         if weight is None:
@@ -526,6 +542,74 @@ class LocalResponseNorm(nn.Module):
             window.add_(squares[:, shift : shift + channels])
         scale = window.mul_(self.alpha / self.size).add_(self.k).pow_(-self.beta)
         return (xf * scale).to(x.dtype)
+
+
+class SlicedMaxPool2d(nn.MaxPool2d):
+    """Max pooling of an NCHW map as running maxima of strided slices, rows then columns.
+
+    PyTorch's NCHW max pooling (``max_pool2d_with_indices``) walks each window cell by cell:
+    on VGG16's pool1 at 500x500 it takes 4-6 times as long as the same maxima taken over
+    whole strided slices of the map (``torch.maximum``). Same values (a maximum is exact,
+    NaN propagates), Caffe's ceil mode included; other maps (channels-last, padded or
+    dilated pooling, maps smaller than the window, indices asked for) take ``MaxPool2d``'s path.
+    """
+
+    @classmethod
+    def like(cls, pool: nn.Module) -> nn.Module:
+        """A SlicedMaxPool2d with ``pool``'s settings (``pool`` itself if it is another kind)."""
+        if type(pool) is not nn.MaxPool2d or pool.return_indices:
+            return pool
+        return cls(
+            pool.kernel_size, pool.stride, pool.padding, pool.dilation, False, pool.ceil_mode
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernel, stride = _pair(self.kernel_size), _pair(self.stride or self.kernel_size)
+        if (
+            x.dim() != 4
+            or not x.is_contiguous()
+            or any(_pair(self.padding))
+            or any(d != 1 for d in _pair(self.dilation))
+            or x.shape[2] < kernel[0]
+            or x.shape[3] < kernel[1]
+        ):
+            return super().forward(x)
+        rows = _max_along(x, 2, kernel[0], stride[0], self.ceil_mode)
+        return _max_along(rows, 3, kernel[1], stride[1], self.ceil_mode)
+
+
+def _max_along(
+    x: torch.Tensor, dim: int, kernel: int, stride: int, ceil_mode: bool
+) -> torch.Tensor:
+    """Max pooling of ``x`` along ``dim`` alone (no padding; ``x`` at least ``kernel`` long)."""
+    length = x.shape[dim]
+    count = _border.Op(kernel, stride, 0, ceil_mode).length(length)
+    whole = (length - kernel) // stride + 1  # windows inside the map; the rest overhang it
+    shape = list(x.shape)
+    shape[dim] = count
+    out = x.new_empty(shape)
+    head = out.narrow(dim, 0, whole)
+    span = stride * (whole - 1) + 1
+
+    def taps(offset: int) -> torch.Tensor:
+        index: list[slice] = [slice(None)] * x.dim()
+        index[dim] = slice(offset, offset + span, stride)
+        return x[tuple(index)]
+
+    if kernel == 1:
+        head.copy_(taps(0))
+    else:
+        torch.maximum(taps(0), taps(1), out=head)
+        for offset in range(2, kernel):
+            torch.maximum(head, taps(offset), out=head)
+    for o in range(whole, count):  # Caffe's ceil mode: windows cut by the map's end
+        start = o * stride
+        out.select(dim, o).copy_(x.narrow(dim, start, min(kernel, length - start)).amax(dim))
+    return out
+
+
+def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[-1])
 
 
 class ConvRelu(nn.Module):
@@ -607,6 +691,9 @@ GEMM_MIN_WEIGHTS = 1 << 22
 # have at most this many weights (every VGG16 convolution, not fc6 or fc7).
 REPACKED_SHAPES = 4
 REPACK_MAX_WEIGHTS = 1 << 23
+# Convolutions of at most this many weights stay unpacked in an NCHW net (PackedConv2d):
+# VGG16's conv1_1 (1,728) and the score layers; not fc6 (103M), whose maps are small.
+DENSE_MAX_WEIGHTS = 1 << 16
 
 
 def _is_gemm(conv: nn.Conv2d, dtype: torch.dtype, activation: str) -> bool:
@@ -673,15 +760,19 @@ def _convolution_inputs(net: nn.Module, size: tuple[int, ...]) -> dict[str, list
 
 
 def _pack_children(
-    module: nn.Module, dtype: torch.dtype, shapes: dict[str, list[int]], prefix: str = ""
+    module: nn.Module,
+    dtype: torch.dtype,
+    shapes: dict[str, list[int]],
+    layout: torch.memory_format,
+    prefix: str = "",
 ) -> None:
     for name, child in module.named_children():
         path = f"{prefix}{name}"
         if _packable(child):
             conv_path = f"{path}.conv" if isinstance(child, ConvRelu) else path
-            module.add_module(name, _pack(child, dtype, shapes.get(conv_path)))
+            module.add_module(name, _pack(child, dtype, shapes.get(conv_path), layout))
         else:
-            _pack_children(child, dtype, shapes, f"{path}.")
+            _pack_children(child, dtype, shapes, layout, f"{path}.")
 
 
 def _packable(module: nn.Module) -> bool:
@@ -703,13 +794,18 @@ def _packable(module: nn.Module) -> bool:
     )
 
 
-def _pack(module: nn.Module, dtype: torch.dtype, example: list[int] | None) -> nn.Module:
+def _pack(
+    module: nn.Module,
+    dtype: torch.dtype,
+    example: list[int] | None,
+    layout: torch.memory_format,
+) -> nn.Module:
     if isinstance(module, nn.ConvTranspose2d):
         return PhaseConvTranspose2d(module, dtype, example)
     if isinstance(module, ConvRelu):
-        return PackedConv2d(module.conv, dtype, "relu", example)
+        return PackedConv2d(module.conv, dtype, "relu", example, layout)
     assert isinstance(module, nn.Conv2d)
-    return PackedConv2d(module, dtype, example=example)
+    return PackedConv2d(module, dtype, example=example, layout=layout)
 
 
 def _layer_chains(net: nn.Module) -> Iterator[list[tuple[str, nn.Module, bool]]]:
