@@ -180,6 +180,11 @@ def inference_table(args: argparse.Namespace, gemm: dict) -> list[dict]:
                 margins = (best_two[:, 0] - best_two[:, 1])[changed]
                 error["largest_margin_changed"] = float(margins.max()) if changed.any() else None
                 error["largest_score_error"] = float((result - reference).abs().max())
+                # a label that changed where the two best scores were further apart than the
+                # path's largest score error is not a tie broken by fp32 rounding
+                error["labels_changed_beyond_rounding"] = int(
+                    (margins > error["largest_score_error"]).sum()
+                )
                 near = (
                     f"; where changed, the two best scores were at most "
                     f"{error['largest_margin_changed']:.1e} apart (largest score error "
@@ -447,14 +452,17 @@ def check_targets(results: dict) -> list[str]:
         speedup = eager / fastest["seconds_per_image"]
         fp32 = by[("caffe", "fp32")]
         fp32_speedup = eager / fp32["seconds_per_image"]
-        exact = fp32["relative_l2"] <= FP32_RELATIVE_L2 and fp32["labels_changed"] == 0
+        beyond = fp32.get("labels_changed_beyond_rounding", fp32["labels_changed"])
+        within = fp32["relative_l2"] <= FP32_RELATIVE_L2
+        exact = within and fp32["labels_changed"] == 0
         saving = 1 - by[("lean", "eager")]["gflop"] / by[("caffe", "eager")]["gflop"]
         lines += [
             f"issue 13: optimize_for_inference(model, 'fp32'), caffe geometry: "
             f"{fp32_speedup:.2f}x eager fp32 "
             f"(target {FP32_EXACT_SPEEDUP}x: {met[fp32_speedup >= FP32_EXACT_SPEEDUP]}); "
-            f"relative L2 {fp32['relative_l2']:.1e}, {fp32['labels_changed']} labels changed "
-            f"(target <= {FP32_RELATIVE_L2:.0e} and none: {met[exact]})",
+            f"relative L2 {fp32['relative_l2']:.1e}, {fp32['labels_changed']} labels changed, "
+            f"{beyond} of them beyond fp32 rounding (target <= {FP32_RELATIVE_L2:.0e} and none "
+            f"changed: {met[exact]}; none beyond rounding: {met[within and beyond == 0]})",
             f"issue 6: fastest exact-geometry path ({fastest['path']}): {speedup:.2f}x eager "
             f"fp32 (target {FASTEST_EXACT_SPEEDUP}x: {met[speedup >= FASTEST_EXACT_SPEEDUP]})",
         ]
