@@ -4,6 +4,8 @@ model (its finest net), and scores on a split the model trained on said not to b
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import pytest
@@ -31,10 +33,29 @@ STAGED = [
 
 
 @pytest.fixture(scope="module")
-def staged_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def staged_output(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("staged") / "run"
-    assert main([*STAGED, "--out", str(out)]) == 0
-    return out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main([*STAGED, "--out", str(out)]) == 0
+    return out, printed.getvalue()
+
+
+@pytest.fixture
+def staged_run(staged_output: tuple[Path, str]) -> Path:
+    return staged_output[0]
+
+
+def test_each_stage_says_which_it_is(staged_output: tuple[Path, str]) -> None:
+    out, printed = staged_output
+    lines = [line for line in printed.splitlines() if line.startswith("stage ")]
+    assert lines == [
+        f"stage 1 of 3: fcn32s-vgg16, 1 steps, from random weights; in {out}/stage1-fcn32s-vgg16",
+        f"stage 2 of 3: fcn16s-vgg16, 1 steps, from {out}/stage1-fcn32s-vgg16/best; "
+        f"in {out}/stage2-fcn16s-vgg16",
+        f"stage 3 of 3: fcn8s-vgg16, 1 steps, from {out}/stage2-fcn16s-vgg16/best; "
+        f"in {out}/stage3-fcn8s-vgg16",
+    ]
 
 
 def test_an_occupied_out_is_refused_before_anything_prints(
@@ -54,10 +75,30 @@ def test_resuming_a_finished_staged_run_says_so(
     capsys.readouterr()
     assert main(["train", "--out", str(staged_run), "--resume", "--no-progress"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert (
-        last
-        == f"{staged_run}: every stage had finished; nothing to train (--max-iter N extends it)"
+    stage3 = staged_run / "stage3-fcn8s-vgg16"
+    assert last == (
+        f"{staged_run}: every stage had finished; nothing to train (to train the last stage "
+        f"longer: --resume --out {stage3} --max-iter N)"
     )
+
+
+def test_a_staged_run_is_extended_by_its_last_stage_only(
+    staged_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --max-iter on the whole run would extend stage 1 under the stages that started from it
+    capsys.readouterr()
+    resume = ["train", "--resume", "--no-progress", "--max-iter", "2"]
+    assert main([*resume, "--out", str(staged_run)]) == 1
+    stage3 = staged_run / "stage3-fcn8s-vgg16"
+    line = one_error_line(capsys.readouterr().err)
+    assert line.endswith(
+        f"{staged_run}: --max-iter 2 on a staged run would extend each stage, and the later "
+        "stages started from the earlier ones' weights; to train the last stage longer, "
+        f"--resume its folder: --out {stage3}"
+    )
+    # what it says to do instead: the last stage, on its own, one step further
+    assert main([*resume, "--out", str(stage3)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].endswith("at iteration 2")
 
 
 def test_a_staged_run_folder_is_its_finest_net(staged_run: Path) -> None:

@@ -420,9 +420,21 @@ def resumed_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, str
         elif field not in RESUMABLE:
             refused[field] = f"{_flag(field, value)} {_text(value)} (saved {_text(saved)})"
             continue
-        elif field == "max_iter" and any("max_iter" in stage for stage in config.stages):
-            refused[field] = f"--max-iter {value} (a staged run's steps are per stage)"
-            continue
+        elif (
+            field == "max_iter"
+            and _is_staged(config)
+            and (
+                any("max_iter" in stage for stage in config.stages)
+                or len(_saved_checkpoints(out)) > 1
+            )
+        ):
+            # it would extend every stage, the first in place under the later ones that
+            # started from its weights
+            raise FcnsegError(
+                f"{out}: --max-iter {value} on a staged run would extend each stage, and the "
+                "later stages started from the earlier ones' weights; to train the last stage "
+                f"longer, --resume its folder: --out {_last_stage(out)}"
+            )
         changes[field] = value
         sources[field] = FROM_FLAG
     if refused:
@@ -510,7 +522,7 @@ def run(args: argparse.Namespace) -> int:
         "skip_bad_images": args.skip_bad_images,
     }
     try:
-        if config.stages or config.recipe == "staged":
+        if _is_staged(config):
             if context.is_main:
                 write_config(out / "config.json", config)
             result = fit_staged(config, out, memory_budget=budget, **options)
@@ -531,8 +543,21 @@ def run(args: argparse.Namespace) -> int:
     if context.is_main and result is not None and result.stopped:
         print(f"stopped by --time-budget at iteration {result.iteration}; --resume goes on")
     if context.is_main and result is None:
-        print(f"{out}: every stage had finished; nothing to train (--max-iter N extends it)")
+        print(
+            f"{out}: every stage had finished; nothing to train (to train the last stage "
+            f"longer: --resume --out {_last_stage(out)} --max-iter N)"
+        )
     return 0
+
+
+def _is_staged(config: TrainConfig) -> bool:
+    return bool(config.stages) or config.recipe == "staged"
+
+
+def _last_stage(out: Path) -> Path:
+    """The folder of a staged run's last stage that holds a checkpoint."""
+    stages = [path.parent for path in _saved_checkpoints(out) if path.parent != out]
+    return stages[-1] if stages else out
 
 
 def _saved_checkpoints(out: Path) -> list[Path]:

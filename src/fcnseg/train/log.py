@@ -28,10 +28,18 @@ class RunLog:
         total: the run's last step, for the progress bar.
         enabled: whether this process writes.
         progress: show a progress bar.
+        label: the progress bar's label (a staged run's stage).
     """
 
     def __init__(
-        self, folder: Path, *, start: int, total: int, enabled: bool = True, progress: bool = True
+        self,
+        folder: Path,
+        *,
+        start: int,
+        total: int,
+        enabled: bool = True,
+        progress: bool = True,
+        label: str = "train",
     ) -> None:
         self.enabled = enabled
         self.path = folder / "log.jsonl"
@@ -40,7 +48,7 @@ class RunLog:
             initial=start,
             disable=not (enabled and progress),
             dynamic_ncols=True,
-            desc="train",
+            desc=label,
             unit="it",
         )
         self.tensorboard = None

@@ -280,6 +280,7 @@ def fit(
     stop: StopCondition | None = None,
     memory_budget: int | None = None,
     skip_bad_images: bool = False,
+    stage: str | None = None,
 ) -> FitResult:
     """Trains a model as ``config`` says, evaluating and checkpointing into ``out_dir``.
 
@@ -310,6 +311,8 @@ def fit(
             are replaced by the next readable one, held-out images left out of the score;
             see :class:`fcnseg.train.batches.SeededSamples`); by default the run saves
             ``last`` and stops, naming the file.
+        stage: which stage of a staged run this is (e.g. ``"stage 2 of 3"``): said when the
+            run starts and shown on the progress bar.
 
     Faults: a run killed at any moment (``kill -9``, a power cut) resumes from ``last`` and
     repeats the uninterrupted run exactly, log included (:mod:`fcnseg.train.checkpoint`,
@@ -429,7 +432,13 @@ def fit(
         total=config.max_iter,
         enabled=context.is_main,
         progress=progress,
+        label=stage or "train",
     )
+    if stage is not None:
+        start = f"from {config.init}" if config.init else "from random weights"
+        if resume:
+            start = f"resumed at iteration {state.iteration}"
+        log.message(f"{stage}: {config.model}, {config.max_iter} steps, {start}; in {out}")
     if starting_over:
         log.message(f"{out}: no checkpoint saved yet; the run starts over")
     record = None
@@ -702,7 +711,8 @@ def fit_staged(
     out = Path(out_dir).absolute()
     result = None
     previous: Path | None = None
-    for number, stage in enumerate(staged_configs(config), start=1):
+    stages = staged_configs(config)
+    for number, stage in enumerate(stages, start=1):
         folder = out / f"stage{number}-{stage.model}"
         if previous is not None:
             best = CheckpointFiles.of(previous / "best")
@@ -723,6 +733,7 @@ def fit_staged(
             stop=stop,
             memory_budget=memory_budget,
             skip_bad_images=skip_bad_images,
+            stage=f"stage {number} of {len(stages)}",
         )
         previous = folder
         if result.stopped:

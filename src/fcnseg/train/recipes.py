@@ -501,6 +501,9 @@ def describe_config(config: TrainConfig, sources: Mapping[str, str] | None = Non
             text = _value_text(value)
             if f.name in per_stage and f.name != "model":
                 text += " (last stage; see stages)"
+            if f.name == "median_frequency_power" and config.median_frequency:
+                # the names --class-weights takes
+                text += {0.5: " (sqrt-median)", 1.0: " (median)"}.get(value, "")
         rows.append((f.name, text, sources.get(f.name, "")))
     width = max(len(name) for name, _, _ in rows)
     value_width = min(40, max(len(text) for _, text, _ in rows))
