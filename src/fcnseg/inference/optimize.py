@@ -18,6 +18,13 @@ On CUDA the net is cast to fp16/bf16 and channels-last; cuDNN does the rest.
 AlexNet's and GoogLeNet's local response normalisation, which has no bf16 CPU kernel, runs
 in fp32 as sums of shifted channel slices.
 
+In fp32 on CPUs without AVX512, the wide nets' 3x3 convolutions run through NNPACK's Winograd
+convolution (:class:`WinogradConv2d`, issue 13), which reads and writes NCHW maps. Such a net
+runs NCHW throughout, with nothing converting layouts between layers: its small convolutions
+keep unpacked weights so that oneDNN writes NCHW (:class:`PackedConv2d`), and its max
+poolings take whole strided slices (:class:`SlicedMaxPool2d`), PyTorch's NCHW pooling
+kernel being several times slower than its channels-last one.
+
 ``torch.compile`` (inductor, frozen weights) was measured beside this path
 (``benchmarks/inference.py --compile``): as fast within run-to-run noise on the Caffe
 geometry, slower on the lean one, and seconds of compiling for every new image size (a
