@@ -100,12 +100,30 @@ def test_the_printed_configuration_names_every_field_and_its_source() -> None:
     config = recipe("scratch", batch_size=3)
     sources = config_sources("scratch", "fcn8s-vgg16", {"batch_size"})
     text = describe_config(config, sources)
+    # the median-frequency fields show as class_weights, by the name --class-weights takes
+    balancing = {"median_frequency", "median_frequency_power"}
     for field in dataclasses.fields(config):
-        assert f"  {field.name} " in text
+        assert (f"  {field.name} " in text) is (field.name not in balancing)
     lines = {line.split()[0]: line for line in text.splitlines() if line.strip()}
     assert lines["batch_size"].split()[1:] == ["3", "flag"]
     assert lines["lr"].split()[1:] == ["0.001", "recipe", "scratch"]
     assert lines["seed"].split()[1:] == ["0", "default"]
+    assert lines["class_weights"].split()[1:] == ["none", "default"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "shown"),
+    [
+        ({}, "sqrt-median"),
+        ({"median_frequency_power": 1.0}, "median"),
+        ({"class_weights": [1.0, 2.5], "median_frequency": False}, "1,2.5"),
+    ],
+)
+def test_the_printed_class_weights_read_as_the_flag_takes_them(changes: dict, shown: str) -> None:
+    config = dataclasses.replace(recipe("camvid-scratch", model="fcn8s-vgg16"), **changes)
+    sources = config_sources("camvid-scratch", "fcn8s-vgg16", set())
+    lines = {line.split()[0]: line for line in describe_config(config, sources).splitlines()}
+    assert lines["class_weights"].split()[1] == shown
 
 
 def test_runs_store_absolute_paths_and_resume_may_move_the_data(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from fcnseg.cli.outputs import check_output_file
 from fcnseg.convention import caffe_convention
 from fcnseg.io.convert import convention_text, convert
 from fcnseg.io.published import PUBLISHED
@@ -61,6 +62,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Runs a parsed ``convert`` command; FcnsegError propagates for the CLI to print."""
+    check_output_file(args.dst, flag="--output", example="model.safetensors")
     convention = None if args.mean is None else caffe_convention(args.mean)
     _, metadata = convert(
         args.src,

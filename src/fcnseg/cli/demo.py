@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from typing import Any
 
+from fcnseg.cli.outputs import check_output_folder
 from fcnseg.demo import DemoSettings, run_demo
 
 
@@ -36,6 +37,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Runs the demo into ``--out``."""
+    check_output_folder(args.out)
     settings = dataclasses.replace(
         DemoSettings(), max_iter=args.max_iter, threads=args.threads, seed=args.seed
     )

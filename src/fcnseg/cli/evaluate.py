@@ -8,6 +8,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from fcnseg.cli.outputs import check_output_file, check_output_folder
 from fcnseg.cli.predict import add_tta_arguments
 from fcnseg.cli.train import add_dataset_option, dataset_options
 from fcnseg.data import ade20k_score_text, build_dataset, list_datasets, split_names
@@ -56,6 +57,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Scores the model, prints the table and writes ``metrics.json``."""
+    check_output_folder(args.out)
+    check_output_file(Path(args.out) / "metrics.json")
     options = dataset_options(args.dataset_option)
     device = choose_device(args.device)
     model = load_model(args.model, device=device)

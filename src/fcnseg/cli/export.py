@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fcnseg.cli.outputs import check_output_file
 from fcnseg.errors import FcnsegError
 from fcnseg.io.weights import load_model, resolve
 from fcnseg.models import build_model, head_scores, list_models
@@ -79,14 +80,14 @@ def run(args: argparse.Namespace) -> int:
         run_onnx,
     )
 
+    check_output_file(args.out, example=f"model.{'onnx' if args.format == 'onnx' else 'pt'}")
     model = model_from_args(args)
     channels = model.in_channels
     height, width = args.size
     if height < 1 or width < 1:
         raise FcnsegError(f"--size {height} {width}: expected positive sizes")
     example = torch.randn(1, channels, height, width)
-    if not args.out.parent.is_dir():
-        raise FcnsegError(f"{args.out.parent}: no such folder for --out")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     weights = None if args.model in list_models() else resolve(args.model)
     if args.format == "onnx":
         export_onnx(model, args.out, example=example, weights=weights)

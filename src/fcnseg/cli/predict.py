@@ -17,6 +17,7 @@ import numpy as np
 from torch import nn
 from tqdm import tqdm
 
+from fcnseg.cli.outputs import check_output_folder
 from fcnseg.data import bitmap_palette
 from fcnseg.errors import FcnsegError
 from fcnseg.inference import PRECISIONS, Predictor, read_image
@@ -139,6 +140,7 @@ def load_any_model(spec: str, precision: str) -> tuple[nn.Module, bool]:
 
 def run(args: argparse.Namespace) -> int:
     """Segments every image and writes its outputs; 1 if any input failed."""
+    check_output_folder(args.out)
     budget = parse_memory(args.max_memory)
     augmentation = Augmentation(args.flip, tuple(args.scales))
     if not 0 <= args.alpha <= 1:

@@ -7,6 +7,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from fcnseg.cli.outputs import check_output_file
 from fcnseg.report import write_report
 
 
@@ -44,6 +45,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Writes the report and prints its path."""
+    if args.out is not None:
+        check_output_file(args.out, example="report.html")
 
     def progress(indices: Any) -> Any:
         return tqdm(indices, desc="scoring", unit="img", disable=args.no_progress)

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fcnseg.cli.outputs import check_output_folder
 from fcnseg.data import PATH_OPTIONS, SYNTHETIC, list_datasets
 from fcnseg.errors import FcnsegError
 from fcnseg.models import list_models
@@ -34,6 +35,7 @@ from fcnseg.train.recipes import (
     RESUMABLE,
     absolute_paths,
     check_start,
+    class_weights_text,
     config_sources,
     describe_config,
     held_out_overlap,
@@ -411,7 +413,7 @@ def resumed_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, str
             continue
         elif field in ("class_weights", "median_frequency", "median_frequency_power"):
             refused["--class-weights"] = (
-                f"--class-weights {args.class_weights} (saved {_class_weights_text(config)})"
+                f"--class-weights {args.class_weights} (saved {class_weights_text(config)})"
             )
             continue
         elif field == "val_split" and value is None:
@@ -451,14 +453,6 @@ def resumed_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, str
     return config, sources
 
 
-def _class_weights_text(config: TrainConfig) -> str:
-    if config.class_weights is not None:
-        return ",".join(f"{w:g}" for w in config.class_weights)
-    if config.median_frequency:
-        return "sqrt-median" if config.median_frequency_power == 0.5 else "median"
-    return "none"
-
-
 def _flag(field: str, value: Any) -> str:
     if field == "val_split" and value is None:
         return "--no-val"
@@ -472,7 +466,7 @@ def _flag(field: str, value: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Trains, or resumes, the run in ``--out``."""
-    out = Path(args.out)
+    out = check_output_folder(args.out)
     if args.resume:
         config, sources = resumed_config(args)
         note = None

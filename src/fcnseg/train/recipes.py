@@ -489,6 +489,12 @@ def describe_config(config: TrainConfig, sources: Mapping[str, str] | None = Non
     rows = []
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
+        if f.name in ("median_frequency", "median_frequency_power"):
+            continue  # shown as class_weights, by the name --class-weights takes
+        if f.name == "class_weights":
+            source = "median_frequency" if config.median_frequency else f.name
+            rows.append((f.name, class_weights_text(config), sources.get(source, "")))
+            continue
         if f.name == "stages":
             for number, stage in enumerate(value, start=1):
                 settings = " ".join(f"{key} {_value_text(v)}" for key, v in stage.items())
@@ -501,9 +507,6 @@ def describe_config(config: TrainConfig, sources: Mapping[str, str] | None = Non
             text = _value_text(value)
             if f.name in per_stage and f.name != "model":
                 text += " (last stage; see stages)"
-            if f.name == "median_frequency_power" and config.median_frequency:
-                # the names --class-weights takes
-                text += {0.5: " (sqrt-median)", 1.0: " (median)"}.get(value, "")
         rows.append((f.name, text, sources.get(f.name, "")))
     width = max(len(name) for name, _, _ in rows)
     value_width = min(40, max(len(text) for _, text, _ in rows))
@@ -511,6 +514,20 @@ def describe_config(config: TrainConfig, sources: Mapping[str, str] | None = Non
         f"  {name:<{width}}  {text:<{value_width}}  {source}".rstrip()
         for name, text, source in rows
     )
+
+
+def class_weights_text(config: TrainConfig) -> str:
+    """The loss's class weights as ``--class-weights`` takes them: ``median``,
+    ``sqrt-median``, the weights, or ``none``."""
+    if config.class_weights is not None:
+        return ",".join(f"{w:g}" for w in config.class_weights)
+    if config.median_frequency:
+        if config.median_frequency_power == 0.5:
+            return "sqrt-median"
+        if config.median_frequency_power == 1.0:
+            return "median"
+        return f"median ** {config.median_frequency_power:g}"
+    return "none"
 
 
 def _value_text(value: Any) -> str:

@@ -1,0 +1,95 @@
+"""Every command checks where it will write before it does any work: a file given for a
+folder, a folder given for a file, a path under a file are refused in one line, not in a
+traceback after the scoring or training is done."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cli_helpers import one_error_line
+
+from fcnseg.cli import main
+
+# what each command writes to: a folder or a file
+FOLDER_COMMANDS = {
+    "eval": ["eval", "--model", "fcn8s-vgg16", "--dataset", "synthetic", "--root", "."],
+    "predict": ["predict", "--model", "fcn8s-vgg16", "image.png"],
+    "train": ["train", "--dataset", "synthetic", "--max-iter", "1", "--no-progress"],
+    "demo": ["demo", "--no-progress"],
+}
+FILE_COMMANDS = {
+    "report": (["report", "run"], "--out", "report.html"),
+    "export": (["export", "fcn8s-vgg16", "--format", "onnx"], "--out", "model.onnx"),
+    "convert": (
+        ["convert", "model.caffemodel", "--model", "fcn8s-vgg16", "--num-classes", "21"],
+        "--output",
+        "model.safetensors",
+    ),
+}
+
+
+@pytest.fixture
+def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any model loaded, dataset built or run started fails the test: the refusal must come
+    before the work."""
+
+    def started(*_: object, **__: object) -> None:
+        raise AssertionError("the command started its work before checking its output")
+
+    import fcnseg.cli.convert
+    import fcnseg.cli.demo
+    import fcnseg.cli.evaluate
+    import fcnseg.cli.export
+    import fcnseg.cli.predict
+    import fcnseg.cli.report
+    import fcnseg.cli.train
+
+    monkeypatch.setattr(fcnseg.cli.evaluate, "load_model", started)
+    monkeypatch.setattr(fcnseg.cli.predict, "load_any_model", started)
+    monkeypatch.setattr(fcnseg.cli.train, "resolve_config", started)
+    monkeypatch.setattr(fcnseg.cli.demo, "run_demo", started)
+    monkeypatch.setattr(fcnseg.cli.report, "write_report", started)
+    monkeypatch.setattr(fcnseg.cli.export, "model_from_args", started)
+    monkeypatch.setattr(fcnseg.cli.convert, "convert", started)
+
+
+@pytest.mark.parametrize("command", FOLDER_COMMANDS)
+def test_a_file_given_for_an_output_folder(
+    command: str, tmp_path: Path, no_work: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_file = tmp_path / "street.png"
+    a_file.write_bytes(b"not a folder")
+    for out, problem in (
+        (a_file, f"--out {a_file}: a file; give a folder"),
+        (a_file / "x", f"--out {a_file / 'x'}: {a_file} is a file, not a folder"),
+    ):
+        assert main([*FOLDER_COMMANDS[command], "--out", str(out)]) == 1
+        captured = capsys.readouterr()
+        assert one_error_line(captured.err).endswith(problem)
+        assert captured.out == ""
+    assert a_file.read_bytes() == b"not a folder"
+
+
+@pytest.mark.parametrize("command", FILE_COMMANDS)
+def test_a_folder_given_for_an_output_file(
+    command: str, tmp_path: Path, no_work: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arguments, flag, example = FILE_COMMANDS[command]
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("kept")
+    for out, problem in (
+        (tmp_path, f"{flag} {tmp_path}: a folder; give a file name (e.g. {tmp_path / example})"),
+        (a_file / example, f"{flag} {a_file / example}: {a_file} is a file, not a folder"),
+    ):
+        assert main([*arguments, flag, str(out)]) == 1
+        assert one_error_line(capsys.readouterr().err).endswith(problem)
+    assert a_file.read_text() == "kept"
+
+
+def test_an_output_file_in_a_new_folder_is_written(tmp_path: Path) -> None:
+    # a missing folder for the file is made, as the commands that write folders make theirs
+    out = tmp_path / "new" / "deeper" / "model.pt"
+    assert main(["export", "fcn32s-vgg16", "--num-classes", "3", "--format", "torchscript",
+                 "--size", "32", "32", "--out", str(out)]) == 0  # fmt: skip
+    assert out.is_file()
