@@ -7,6 +7,7 @@ numpy, and the evaluation path (dataset -> eager model -> arg max).
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import subprocess
@@ -334,6 +335,24 @@ def test_loading_and_predicting_leave_training_unimported() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_memory_budget_as_the_cli_writes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # "50M" is the budget --max-memory 50M gives: 50 MiB in bytes
+    predict_module = importlib.import_module("fcnseg.inference.predict")  # not the function
+
+    budgets = []
+
+    class Spy(predict_module.Predictor):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            budgets.append(kwargs["max_memory"])
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(predict_module, "Predictor", Spy)
+    model = fcnseg.load_model("camvid-fcn8s")
+    for given in ("50M", "1.5G", 1234567, "none"):
+        fcnseg.predict(model, np.zeros((8, 9, 3), np.uint8), max_memory=given)
+    assert budgets == [50 * 2**20, int(1.5 * 2**30), 1234567, None]
 
 
 def test_awkward_arguments_are_one_clear_error(tmp_path: Path) -> None:

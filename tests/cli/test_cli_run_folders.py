@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,9 @@ def test_each_stage_says_which_it_is(staged_output: tuple[Path, str]) -> None:
         f"stage 3 of 3: fcn8s-vgg16, 1 steps, from {out}/stage2-fcn16s-vgg16/best; "
         f"in {out}/stage3-fcn8s-vgg16",
     ]
+    # and each score says what it scored
+    assert printed.count("iteration 1: 'val' pixel_acc ") == 3
+    assert re.fullmatch(r"mean IU \d+\.\d\d on 'val' at iteration 1", printed.splitlines()[-1])
 
 
 def test_an_occupied_out_is_refused_before_anything_prints(

@@ -39,7 +39,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--dataset", required=True, choices=list_datasets())
     parser.add_argument("--root", required=True, help="the dataset's folder")
     add_dataset_option(parser)
-    parser.add_argument("--split", default="val")
+    parser.add_argument(
+        "--split",
+        default="val",
+        help="the split scored; several joined by + (default: val)",
+    )
     parser.add_argument("--out", required=True, help="folder for metrics.json")
     parser.add_argument(
         "--batch-size",

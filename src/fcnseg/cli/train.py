@@ -531,7 +531,7 @@ def run(args: argparse.Namespace) -> int:
             + (f" ({head})" if head else "")
             for head, record in heads.items()
         )
-        print(f"mean IU {mean_ius} at iteration {result.iteration}")
+        print(f"mean IU {mean_ius} on '{config.val_split}' at iteration {result.iteration}")
     elif context.is_main and result is not None and not result.stopped:
         print(f"trained to iteration {result.iteration}; checkpoints in {out}")
     if context.is_main and result is not None and result.stopped:

@@ -8,6 +8,7 @@ precision).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +22,7 @@ from tqdm import tqdm
 
 from fcnseg.convention import InputConvention
 from fcnseg.errors import FcnsegError
-from fcnseg.inference.memory import DEFAULT_MAX_MEMORY
+from fcnseg.inference.memory import DEFAULT_MAX_MEMORY, parse_memory
 from fcnseg.inference.predictor import Predictor
 from fcnseg.inference.tta import Augmentation
 
@@ -155,7 +156,7 @@ def predict(
     convention: InputConvention | None = None,
     flip: bool = False,
     scales: Sequence[float] = (1.0,),
-    max_memory: int | None = DEFAULT_MAX_MEMORY,
+    max_memory: int | str | None = DEFAULT_MAX_MEMORY,
     progress: bool = False,
 ) -> np.ndarray | list[np.ndarray]:
     """Segments images: one H x W int64 label array per image (class indices of the model's
@@ -183,7 +184,8 @@ def predict(
             e.g. ``(0.75, 1.0, 1.25)``, and average the probabilities; ``(1.0,)`` (the
             default) and no flip is plain prediction.
         max_memory: the bytes one image's prediction may take (an estimate,
-            :mod:`fcnseg.inference.memory`; 2 GiB by default); None never tiles unasked.
+            :mod:`fcnseg.inference.memory`; 2 GiB by default), or a size as the CLI's
+            ``--max-memory`` takes it (``"512M"``, ``"2G"``); None never tiles unasked.
         progress: show progress bars (on a terminal) over the images and over the tiles of
             a large image.
 
@@ -204,10 +206,16 @@ def predict(
         convention = meta.input_convention
     if not isinstance(flip, bool):
         raise FcnsegError(f"flip={flip!r}: expected True or False")
+    if isinstance(max_memory, str):
+        with contextlib.suppress(FcnsegError):  # else: refused below, as any other value
+            max_memory = parse_memory(max_memory)
     if max_memory is not None and (
         not isinstance(max_memory, int) or isinstance(max_memory, bool) or max_memory <= 0
     ):
-        raise FcnsegError(f"max_memory={max_memory!r}: expected a positive number of bytes")
+        raise FcnsegError(
+            f"max_memory={max_memory!r}: expected a positive number of bytes or a size such "
+            "as '512M' or '2G'"
+        )
     augmentation = Augmentation(flip, tuple(scales))
     single = not isinstance(images, list | tuple)
     batch = [images] if single else list(images)

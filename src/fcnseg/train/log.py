@@ -29,6 +29,7 @@ class RunLog:
         enabled: whether this process writes.
         progress: show a progress bar.
         label: the progress bar's label (a staged run's stage).
+        held_out: the held-out split's name, said with its scores.
     """
 
     def __init__(
@@ -40,8 +41,10 @@ class RunLog:
         enabled: bool = True,
         progress: bool = True,
         label: str = "train",
+        held_out: str = "",
     ) -> None:
         self.enabled = enabled
+        self.held_out = held_out
         self.path = folder / "log.jsonl"
         self.bar = tqdm(
             total=total,
@@ -88,7 +91,8 @@ class RunLog:
             for key in ("pixel_acc", "mean_iu")
             if record.get(key) is not None
         )
-        self.message(f"iteration {iteration}: {summary}")
+        scored = f"'{self.held_out}' " if self.held_out else ""
+        self.message(f"iteration {iteration}: {scored}{summary}")
         if self.tensorboard is not None:
             for key in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
                 if record.get(key) is not None:

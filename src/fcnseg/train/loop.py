@@ -433,6 +433,7 @@ def fit(
         enabled=context.is_main,
         progress=progress,
         label=stage or "train",
+        held_out=config.val_split or "",
     )
     if stage is not None:
         start = f"from {config.init}" if config.init else "from random weights"
