@@ -11,7 +11,7 @@ from tqdm import tqdm
 from fcnseg.cli.outputs import check_output_file, check_output_folder
 from fcnseg.cli.predict import add_tta_arguments
 from fcnseg.cli.train import add_dataset_option, dataset_options
-from fcnseg.data import ade20k_score_text, build_dataset, list_datasets, split_names
+from fcnseg.data import SYNTHETIC, ade20k_score_text, build_dataset, list_datasets, split_names
 from fcnseg.errors import FcnsegError
 from fcnseg.evaluation import (
     evaluate,
@@ -37,7 +37,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", required=True, help="checkpoint path or shipped model name")
     parser.add_argument("--dataset", required=True, choices=list_datasets())
-    parser.add_argument("--root", required=True, help="the dataset's folder")
+    parser.add_argument(
+        "--root", help="the dataset's folder (required but for --dataset synthetic)"
+    )
     add_dataset_option(parser)
     parser.add_argument(
         "--split",
@@ -61,6 +63,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Scores the model, prints the table and writes ``metrics.json``."""
+    if args.root is None and args.dataset != SYNTHETIC:
+        raise FcnsegError(f"--root is required for dataset '{args.dataset}'")
     check_output_folder(args.out)
     check_output_file(Path(args.out) / "metrics.json")
     options = dataset_options(args.dataset_option)
@@ -68,7 +72,11 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=device)
     # the images are fed in the convention the weights declare
     dataset = build_dataset(
-        args.dataset, args.root, args.split, convention=model.meta.input_convention, **options
+        args.dataset,
+        args.root or ".",  # synthetic: generated, no folder
+        args.split,
+        convention=model.meta.input_convention,
+        **options,
     )
     info = dataset.info
     trained_on = _trained_splits(model.meta, args.dataset)
@@ -91,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             evaluation_loader(dataset, batch_size=args.batch_size),
             desc="eval",
             unit="batch",
-            disable=args.no_progress,
+            disable=True if args.no_progress else None,  # None: on a terminal only
             dynamic_ncols=True,
         ),
         info.num_classes,

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.out, example="report.html")
 
     def progress(indices: Any) -> Any:
-        return tqdm(indices, desc="scoring", unit="img", disable=args.no_progress)
+        return tqdm(indices, desc="scoring", unit="img", disable=True if args.no_progress else None)
 
     path = write_report(
         args.run_dir,

@@ -49,7 +49,8 @@ class RunLog:
         self.bar = tqdm(
             total=total,
             initial=start,
-            disable=not (enabled and progress),
+            # None: shown on a terminal only, so a log file gets the lines, not the bar
+            disable=None if enabled and progress else True,
             dynamic_ncols=True,
             desc=label,
             unit="it",
