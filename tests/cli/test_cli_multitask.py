@@ -119,7 +119,9 @@ def test_siftflow_two_heads_train_eval_predict(
     )
     summary = capsys.readouterr().out.splitlines()[-1]
     assert (
-        summary.startswith("mean IU") and "(sem)," in summary and "(geo) at iteration 1" in summary
+        summary.startswith("mean IU")
+        and "(sem)," in summary
+        and "(geo) on 'test' at iteration 1" in summary
     )
 
     checkpoint = str(run / "last.safetensors")
