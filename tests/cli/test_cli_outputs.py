@@ -93,3 +93,39 @@ def test_an_output_file_in_a_new_folder_is_written(tmp_path: Path) -> None:
     assert main(["export", "fcn32s-vgg16", "--num-classes", "3", "--format", "torchscript",
                  "--size", "32", "32", "--out", str(out)]) == 0  # fmt: skip
     assert out.is_file()
+
+
+@pytest.mark.parametrize("command", ["eval", "train", "report", "export"])
+def test_a_place_that_cannot_be_written_is_refused_first(
+    command: str,
+    tmp_path: Path,
+    no_work: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # as /sys or a read-only mount refuses root, whom permission bits do not stop
+    import errno
+    import tempfile
+
+    def refused(*_: object, **__: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refused)
+    if command in FOLDER_COMMANDS:
+        argv, out = [*FOLDER_COMMANDS[command], "--out"], tmp_path / "new"
+    else:
+        arguments, flag, example = FILE_COMMANDS[command]
+        argv, out = [*arguments, flag], tmp_path / example
+    assert main([*argv, str(out)]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert line.endswith(f"{out}: cannot write in {tmp_path} (Permission denied)")
+    assert not out.exists()
+
+
+def test_converted_weights_get_a_name_the_loader_reads(
+    tmp_path: Path, no_work: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arguments, flag, _ = FILE_COMMANDS["convert"]
+    assert main([*arguments, flag, str(tmp_path / "c")]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert line.endswith(f"give a name that ends so (e.g. {tmp_path / 'c'}.safetensors)")

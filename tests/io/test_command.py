@@ -51,7 +51,15 @@ def test_corrupt_file_is_one_line_and_status_1(
 ) -> None:
     src = _net(tmp_path)
     src.write_bytes(src.read_bytes()[:5000])
-    argv = [str(src), "--model", "fcn8s-vgg16", "--num-classes", "21", "-o", str(tmp_path / "x")]
+    argv = [
+        str(src),
+        "--model",
+        "fcn8s-vgg16",
+        "--num-classes",
+        "21",
+        "-o",
+        str(tmp_path / "x.safetensors"),
+    ]
     assert convert_main(argv + SMALL_OPTIONS) == 1
     captured = capsys.readouterr()
     assert captured.out == ""

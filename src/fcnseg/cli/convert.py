@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from fcnseg.cli.outputs import check_output_file
 from fcnseg.convention import caffe_convention
+from fcnseg.errors import FcnsegError
 from fcnseg.io.convert import convention_text, convert
 from fcnseg.io.published import PUBLISHED
 from fcnseg.models import list_models
@@ -63,6 +65,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Runs a parsed ``convert`` command; FcnsegError propagates for the CLI to print."""
     check_output_file(args.dst, flag="--output", example="model.safetensors")
+    if Path(args.dst).suffix != ".safetensors":  # fcnseg.load_model reads no other name
+        raise FcnsegError(
+            f"--output {args.dst}: fcnseg weights are .safetensors files; give a name that "
+            f"ends so (e.g. {args.dst}.safetensors)"
+        )
     convention = None if args.mean is None else caffe_convention(args.mean)
     _, metadata = convert(
         args.src,

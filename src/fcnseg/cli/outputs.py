@@ -1,13 +1,14 @@
 """Where a command will write, checked before it does any work.
 
 A command that scores 500 images and then finds it cannot write its result has wasted the
-user's time and, worse, ends in a traceback. Every command's output path is checked first,
-without creating anything: refused in one line naming the path and the problem.
+user's time and, worse, ends in a traceback. Every command's output path is checked first
+(a file written where it will write, and removed): refused in one line naming the path and
+the problem.
 """
 
 from __future__ import annotations
 
-import os
+import tempfile
 from pathlib import Path
 
 from fcnseg.errors import FcnsegError
@@ -18,7 +19,7 @@ def check_output_folder(path: str | Path, flag: str = "--out") -> Path:
 
     Raises:
         FcnsegError: ``path`` is a file, something on the way to it is a file, or the folder
-            (or the nearest one above it that exists) is not writable.
+            cannot be written in.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -40,7 +41,7 @@ def check_output_file(path: str | Path, flag: str = "--out", example: str | None
 
     Raises:
         FcnsegError: ``path`` is a folder, something on the way to it is a file, or its
-            folder (or the nearest one above it that exists) is not writable.
+            folder cannot be made or written in.
     """
     path = Path(path)
     if path.is_dir():
@@ -53,12 +54,18 @@ def check_output_file(path: str | Path, flag: str = "--out", example: str | None
 
 
 def _folder_problem(folder: Path) -> str | None:
-    """Why files cannot be written in ``folder`` (created as needed), or None."""
+    """Why files cannot be written in ``folder``, or None. A file is made and removed in the
+    folder, or in the nearest folder above it that exists (where the command would make it):
+    the one test that holds for every cause (permissions, which root ignores; read-only or
+    special file systems; a full disk). Nothing is left behind."""
     existing = folder.absolute()
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
         return f"{existing} is a file, not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{existing}: no permission to write there"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        return f"cannot write in {existing} ({error.strerror or error})"
     return None

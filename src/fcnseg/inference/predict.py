@@ -214,7 +214,7 @@ def predict(
     ):
         raise FcnsegError(
             f"max_memory={max_memory!r}: expected a positive number of bytes or a size such "
-            "as '512M' or '2G'"
+            "as '512M' or '2G', or 'none'"
         )
     augmentation = Augmentation(flip, tuple(scales))
     single = not isinstance(images, list | tuple)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,10 @@ from tqdm import tqdm
 
 from fcnseg.errors import FcnsegError
 from fcnseg.io.atomic import atomic_write
+
+# Where the progress bar is not shown (output to a file, not a terminal), a progress line is
+# printed at the first step, then at most once per this many seconds, and at the last step.
+LINE_EVERY_S = 60.0
 
 
 class RunLog:
@@ -57,6 +62,10 @@ class RunLog:
         )
         self.tensorboard = None
         self.iteration = start
+        self.total = total
+        # a bar tqdm hides (no terminal) gives way to a line now and then
+        self.lines = enabled and progress and self.bar.disable
+        self.last_line = -math.inf
         if not enabled:
             return
         folder.mkdir(parents=True, exist_ok=True)
@@ -78,6 +87,13 @@ class RunLog:
         self.bar.set_postfix(
             loss=f"{loss:.4g}", lr=f"{lr:.3g}", img_s=f"{images_per_s:.1f}", refresh=False
         )
+        now = time.monotonic()
+        if self.lines and (now - self.last_line >= LINE_EVERY_S or iteration == self.total):
+            self.last_line = now
+            self.message(
+                f"iteration {iteration}/{self.total}: loss {loss:.4g}, lr {lr:.3g}, "
+                f"{images_per_s:.1f} images/s"
+            )
         if self.tensorboard is not None:
             self.tensorboard.add_scalar("train/loss", loss, iteration)
             self.tensorboard.add_scalar("train/lr", lr, iteration)
