@@ -41,7 +41,7 @@ def check_output_file(path: str | Path, flag: str = "--out", example: str | None
 
     Raises:
         FcnsegError: ``path`` is a folder, something on the way to it is a file, or its
-            folder cannot be made or written in.
+            folder cannot be written in.
     """
     path = Path(path)
     if path.is_dir():
