@@ -78,15 +78,15 @@ def rarefy(net: nn.Sequential) -> nn.Sequential:
         stride = _stride(layer)
         if isinstance(layer, nn.Conv2d):
             layer.dilation = tuple(d * dilation for d in layer.dilation)
-            layer.padding = tuple(p * dilation for p in _pair(layer.padding))
+            layer.padding = tuple(p * dilation for p in pair(layer.padding))
             layer.stride = (1, 1)
         elif isinstance(layer, nn.MaxPool2d):
-            kernel = _pair(layer.kernel_size)
+            kernel = pair(layer.kernel_size)
             layer = nn.MaxPool2d(
                 kernel,
                 stride=1,
-                padding=tuple(p * dilation for p in _pair(layer.padding)),
-                dilation=tuple(d * dilation for d in _pair(layer.dilation)),
+                padding=tuple(p * dilation for p in pair(layer.padding)),
+                dilation=tuple(d * dilation for d in pair(layer.dilation)),
             )
         layers.append(layer)
         dilation *= stride
@@ -106,7 +106,7 @@ def _stride(layer: nn.Module) -> int:
     if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
         if isinstance(layer, nn.Conv2d) and layer.padding_mode != "zeros":
             raise FcnsegError(f"{layer}: only zero-padded convolutions can be rarefied")
-        stride = _pair(layer.stride)
+        stride = pair(layer.stride)
         if stride[0] != stride[1]:
             raise FcnsegError(f"{layer}: only square strides are modelled")
         return stride[0]
@@ -118,7 +118,8 @@ def _stride(layer: nn.Module) -> int:
     )
 
 
-def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+def pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    """A layer's size setting (kernel, stride, padding, dilation) as (height, width)."""
     return (value, value) if isinstance(value, int) else (value[0], value[1])
 
 

@@ -44,6 +44,7 @@ from torch.nn import functional as F
 
 from fcnseg.errors import FcnsegError
 from fcnseg.inference import border as _border
+from fcnseg.inference.dense import pair
 from fcnseg.runtime import DTYPES, cpu_class, resolve_precision
 
 # Bounds on the error each precision makes against fp32: the relative L2 error of the scores
@@ -571,12 +572,12 @@ class SlicedMaxPool2d(nn.MaxPool2d):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kernel, stride = _pair(self.kernel_size), _pair(self.stride or self.kernel_size)
+        kernel, stride = pair(self.kernel_size), pair(self.stride or self.kernel_size)
         if (
             x.dim() != 4
             or not x.is_contiguous()
-            or any(_pair(self.padding))
-            or any(d != 1 for d in _pair(self.dilation))
+            or any(pair(self.padding))
+            or any(d != 1 for d in pair(self.dilation))
             or x.shape[2] < kernel[0]
             or x.shape[3] < kernel[1]
         ):
@@ -613,10 +614,6 @@ def _max_along(
         start = o * stride
         out.select(dim, o).copy_(x.narrow(dim, start, min(kernel, length - start)).amax(dim))
     return out
-
-
-def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (value[0], value[-1])
 
 
 class ConvRelu(nn.Module):
