@@ -81,6 +81,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument(
+        "--colour-jitter",
+        type=float,
+        help="strength of the colour jitter, to try another value than the recipe's (the "
+        "result is then not the recipe's; recorded in the results' settings)",
+    )
+    parser.add_argument(
         "--train-split",
         default="train+val",
         help="the split(s) trained on: train+val (the shipped model; its val numbers are then "
@@ -172,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out = Path(args.out)
     # scored after training, so that the clock times training only
-    config = recipe(RECIPE, root=str(args.root), train_split=args.train_split)
+    overrides = {} if args.colour_jitter is None else {"colour_jitter": args.colour_jitter}
+    config = recipe(RECIPE, root=str(args.root), train_split=args.train_split, **overrides)
     stages = staged_configs(config)
     folders = [out / f"stage{i}-{stage.model}" for i, stage in enumerate(stages, start=1)]
     total = None

@@ -12,6 +12,27 @@ import pytest
 METRICS = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
 
 
+def pytest_addoption(parser: Any) -> None:
+    parser.addoption(
+        "--claim-cpu",
+        choices=("amx", "avx512"),
+        help="run the suite as fcnseg behaves on that kind of CPU: its probe (runtime.py) "
+        "reports that CPU's extensions and native precisions, so every choice made from them "
+        "(auto precision bf16, bf16 autocast, no Winograd by default) is the one such a CPU "
+        "makes; the kernels are still this CPU's, bf16 emulated where it is not native "
+        "(tests/cpu_claim.py)",
+    )
+
+
+def pytest_configure(config: Any) -> None:
+    # before collection: skip conditions read the probe when the test modules are imported
+    claim = config.getoption("--claim-cpu")
+    if claim:
+        from cpu_claim import install
+
+        install(claim)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """The CPU the suite ran on, at the end of every run's output (CI's included, and under
     ``-q``): tests that depend on the CPU's kernels (bf16, tolerances) say which kind they met."""
