@@ -53,7 +53,15 @@ def test_shortened_demo_trains_and_writes_its_outputs(
     tmp_path: Path, capsys: pytest.CaptureFixture, metrics_check
 ) -> None:
     assert main(["demo", "--out", str(tmp_path), "--max-iter", "150", "--no-progress"]) == 0
-    record = check_outputs(tmp_path, capsys.readouterr().out, metrics_check)
+    out = capsys.readouterr().out
+    # it says first what it trains, and where the whole configuration is
+    first, second = out.splitlines()[:2]
+    assert first.startswith("training fcn8s-vgg16 at 0.125 of VGG16's width from random weights")
+    assert "150 steps of 16" in first and "scoring 100 held-out images" in first
+    config = tmp_path / "run" / "config.json"
+    assert second == f"the whole configuration: {config} (recipe 'scratch')"
+    assert json.loads(config.read_text())["max_iter"] == 150
+    record = check_outputs(tmp_path, out, metrics_check)
     assert record["mean_iu"] >= 0.5  # the full schedule reaches 0.8
     # a second demo in the same folder starts afresh
     assert main(["demo", "--out", str(tmp_path), "--max-iter", "1", "--no-progress"]) == 0

@@ -62,6 +62,18 @@ def demo_config(settings: DemoSettings) -> TrainConfig:
     )
 
 
+def demo_plan(config: TrainConfig, train_images: int, test_images: int, run: Path) -> str:
+    """What the demo is about to do, in two lines (printed first)."""
+    width = (config.backbone or {}).get("width", 1.0)
+    return (
+        f"training {config.model} at {width:g} of VGG16's width from random weights on "
+        f"{train_images} generated images, {config.max_iter} steps of {config.batch_size} "
+        f"({config.optimizer}, lr {config.lr:g}, {config.lr_policy} decay); scoring "
+        f"{test_images} held-out images\n"
+        f"the whole configuration: {run / 'config.json'} (recipe '{config.recipe}')"
+    )
+
+
 def run_demo(
     out: str | Path, settings: DemoSettings = DemoSettings(), *, progress: bool = True
 ) -> dict[str, Any]:
@@ -86,9 +98,9 @@ def run_demo(
         # the splits `fcnseg eval --dataset synthetic --split test` reads too
         train = synthetic_dataset(None, "train", seed=settings.seed, size=settings.size)
         test = synthetic_dataset(None, "test", seed=settings.seed, size=settings.size)
-        result = fit(
-            demo_config(settings), out / "run", train_set=train, val_set=test, progress=progress
-        )
+        config = demo_config(settings)
+        print(demo_plan(config, len(train), len(test), out / "run"), flush=True)
+        result = fit(config, out / "run", train_set=train, val_set=test, progress=progress)
         overlays = write_overlays(result.model, test, out / "overlays", settings.overlays)
         report = write_report(out / "run", out / "report.html", dataset=test)
     finally:

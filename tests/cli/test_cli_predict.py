@@ -51,8 +51,27 @@ def test_missing_image_is_one_line_and_writes_nothing(
     for bad in (missing, broken):
         code = main(["predict", str(bad), "--model", str(checkpoint), "--out", str(tmp_path / "o")])
         assert code == 1
-        assert str(bad) in one_error_line(capsys.readouterr().err)
+        captured = capsys.readouterr()
+        assert str(bad) in one_error_line(captured.err)
+        assert captured.out == ""  # no summary of nothing after the one line
     assert not (tmp_path / "o").exists()
+
+
+def test_only_earlier_outputs_is_one_line(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    image = tmp_path / "in" / "a.png"
+    image.parent.mkdir()
+    Image.fromarray(np.zeros((12, 14, 3), np.uint8)).save(image)
+    out = tmp_path / "o"
+    assert main(["predict", str(image), "--model", str(checkpoint), "--out", str(out)]) == 0
+    capsys.readouterr()
+    # the folder of an earlier run's outputs, and nothing else, to segment
+    again = ["predict", str(out), "--model", str(checkpoint), "--out", str(tmp_path / "o2")]
+    assert main(again) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines()[-1] == "fcnseg predict: error: no images left to segment"
 
 
 def test_unknown_model_name_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

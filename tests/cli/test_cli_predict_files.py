@@ -157,3 +157,21 @@ def test_eval_with_test_time_augmentation(
     expected = evaluate(tta, evaluation_loader(dataset), 6)
     assert record["pixel_acc"] == pytest.approx(expected["pixel_acc"])
     assert record["mean_iu"] == pytest.approx(expected["mean_iu"])
+
+
+def test_dear_test_time_augmentation_is_said_first(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    image = _image(tmp_path / "in" / "a.png", seed=3, size=8)
+    usual = ["--flip", "--scales", "0.5", "0.75", "1.0", "1.25", "1.5", "1.75"]
+    assert _predict(checkpoint, str(image), "--out", str(tmp_path / "usual"), *usual) == 0
+    assert "note: test-time augmentation" not in capsys.readouterr().err
+    # 6 x 6 the pixels, twice: 72 plain predictions' work
+    dear = ["--flip", "--scales", "6"]
+    assert _predict(checkpoint, str(image), "--out", str(tmp_path / "dear"), *dear) == 0
+    note = [line for line in capsys.readouterr().err.splitlines() if "note: test-time" in line]
+    assert note == [
+        "fcnseg predict: note: test-time augmentation (flip, scales 6) runs 72 times the "
+        "pixels of a plain prediction per image, and takes about as much longer (scales of "
+        "0.5-1.75 are usual)"
+    ]

@@ -9,7 +9,7 @@ from typing import Any
 from tqdm import tqdm
 
 from fcnseg.cli.outputs import check_output_file, check_output_folder
-from fcnseg.cli.predict import add_tta_arguments
+from fcnseg.cli.predict import add_tta_arguments, tta_note
 from fcnseg.cli.train import add_dataset_option, dataset_options
 from fcnseg.data import SYNTHETIC, ade20k_score_text, build_dataset, list_datasets, split_names
 from fcnseg.errors import FcnsegError
@@ -93,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     # Test-time augmentation (off by default): the model is wrapped, its output the log of
     # the views' averaged probabilities (fcnseg.inference.tta), whose arg max is the labels.
     scored = TestTimeAugmentation(model, flip=args.flip, scales=args.scales)
+    if note := tta_note(scored.augmentation, "eval"):
+        print(note)
     metrics = evaluate(
         scored,
         tqdm(

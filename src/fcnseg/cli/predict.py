@@ -57,6 +57,22 @@ def add_tta_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# Test-time augmentation dearer than this, relative to plain prediction, is said before it runs
+# (mmsegmentation's usual set, 0.5-1.75 in six scales with flip, costs 19.75).
+TTA_NOTE_COST = 25.0
+
+
+def tta_note(augmentation: Augmentation, command: str) -> str | None:
+    """A line saying what an unusually dear augmentation costs, or None."""
+    if augmentation.cost <= TTA_NOTE_COST:
+        return None
+    return (
+        f"fcnseg {command}: note: test-time augmentation ({augmentation.describe()}) runs "
+        f"{augmentation.cost:.0f} times the pixels of a plain prediction per image, and takes "
+        "about as much longer (scales of 0.5-1.75 are usual)"
+    )
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Adds ``fcnseg predict`` to the dispatcher."""
     parser = subparsers.add_parser(
@@ -143,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(args.out)
     budget = parse_memory(args.max_memory)
     augmentation = Augmentation(args.flip, tuple(args.scales))
+    if note := tta_note(augmentation, "predict"):
+        print(note, file=sys.stderr)
     if not 0 <= args.alpha <= 1:
         raise FcnsegError(f"--alpha {args.alpha}: expected a value from 0 to 1")
     model, exported = load_any_model(args.model, args.precision)
@@ -171,6 +189,10 @@ def run(args: argparse.Namespace) -> int:
         )
     for line in found.problems:
         print(f"fcnseg predict: error: {line}", file=sys.stderr)
+    if not found.images:
+        if not found.problems:
+            print("fcnseg predict: error: no images left to segment", file=sys.stderr)
+        return 1
     plans = plan_outputs(found.images, args.out, kinds)  # refuses before anything is written
 
     options: dict[str, Any] = {
@@ -233,7 +255,8 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             tqdm.write(f"fcnseg predict: error: {error}", file=sys.stderr)
     bar.close()
-    print(_summary(written, done, len(found.images), args.out))
+    if done or len(found.images) > 1:  # a single image that failed has said so in its line
+        print(_summary(written, done, len(found.images), args.out))
     return 1 if failed else 0
 
 

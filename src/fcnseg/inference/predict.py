@@ -185,7 +185,8 @@ def predict(
             default) and no flip is plain prediction.
         max_memory: the bytes one image's prediction may take (an estimate,
             :mod:`fcnseg.inference.memory`; 2 GiB by default), or a size as the CLI's
-            ``--max-memory`` takes it (``"512M"``, ``"2G"``); None never tiles unasked.
+            ``--max-memory`` takes it (``"512M"``, ``"2G"``); None, 0 or ``"none"`` never
+            tiles unasked.
         progress: show progress bars (on a terminal) over the images and over the tiles of
             a large image.
 
@@ -209,12 +210,14 @@ def predict(
     if isinstance(max_memory, str):
         with contextlib.suppress(FcnsegError):  # else: refused below, as any other value
             max_memory = parse_memory(max_memory)
+    elif type(max_memory) is int and max_memory == 0:
+        max_memory = None  # as the CLI's --max-memory 0
     if max_memory is not None and (
         not isinstance(max_memory, int) or isinstance(max_memory, bool) or max_memory <= 0
     ):
         raise FcnsegError(
             f"max_memory={max_memory!r}: expected a positive number of bytes or a size such "
-            "as '512M' or '2G', or 'none'"
+            "as '512M' or '2G', or None (0, 'none': no budget)"
         )
     augmentation = Augmentation(flip, tuple(scales))
     single = not isinstance(images, list | tuple)

@@ -76,6 +76,12 @@ class Augmentation:
         """Forward passes per image."""
         return len(self.scales) * (2 if self.flip else 1)
 
+    @property
+    def cost(self) -> float:
+        """The pixels the views run, relative to plain prediction's: the sum of the squared
+        scales, doubled by flip (the time grows about as much)."""
+        return sum(s * s for s in self.scales) * (2 if self.flip else 1)
+
     def describe(self) -> str:
         """``"flip, scales 0.75 1 1.25"``, or ``"none"``."""
         if self.plain:
