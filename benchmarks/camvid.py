@@ -72,7 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=str(REPO.parent / "shared" / "data" / "camvid"),
         help="the CamVid folder (default: ../shared/data/camvid)",
     )
-    parser.add_argument("--out", default="runs/camvid-scratch", help="the run folder")
+    parser.add_argument(
+        "--out", default="runs/camvid-scratch", help="the run folder (default: runs/camvid-scratch)"
+    )
     parser.add_argument(
         "--budget-min",
         type=float,
@@ -83,8 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--colour-jitter",
         type=float,
-        help="strength of the colour jitter, to try another value than the recipe's (the "
-        "result is then not the recipe's; recorded in the results' settings)",
+        help="colour jitter S instead of the recipe's 0.2: random brightness, contrast and "
+        "saturation factors in [1-S, 1+S], 0 for none (as fcnseg train --colour-jitter; the "
+        "result is then not the recipe's, and the results' settings record S)",
     )
     parser.add_argument(
         "--train-split",

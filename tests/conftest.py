@@ -18,9 +18,9 @@ def pytest_addoption(parser: Any) -> None:
         choices=("amx", "avx512"),
         help="run the suite as fcnseg behaves on that kind of CPU: its probe (runtime.py) "
         "reports that CPU's extensions and native precisions, so every choice made from them "
-        "(auto precision bf16, bf16 autocast, no Winograd by default) is the one such a CPU "
-        "makes; the kernels are still this CPU's, bf16 emulated where it is not native "
-        "(tests/cpu_claim.py)",
+        "is the one such a CPU makes (amx: auto precision bf16, bf16 autocast; both: no "
+        "Winograd by default); the kernels are still this CPU's, oneDNN's bf16 and fp16 "
+        "convolutions emulated where they are not native (tests/cpu_claim.py)",
     )
 
 
@@ -39,9 +39,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     from fcnseg.runtime import cpu_info
 
     info = cpu_info()
+    claim = terminalreporter.config.getoption("--claim-cpu")
+    claimed = f" (claimed by --claim-cpu {claim}; the kernels are this CPU's)" if claim else ""
     terminalreporter.write_line(
         f"fcnseg: ran on CPU {info['model']}, torch capability {info['capability']}, class "
-        f"{info['class']}, native precisions {', '.join(info['native_precisions'])}"
+        f"{info['class']}, native precisions {', '.join(info['native_precisions'])}{claimed}"
     )
 
 

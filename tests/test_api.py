@@ -350,10 +350,11 @@ def test_a_memory_budget_as_the_cli_writes_it(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(predict_module, "Predictor", Spy)
     model = fcnseg.load_model("camvid-fcn8s")
-    for given in ("50M", "1.5G", 1234567, "none", "0", 0, None):
+    for given in ("50M", "1.5G", 1234567, 2e9, "2e9", "none", "0", 0, None):
         fcnseg.predict(model, np.zeros((8, 9, 3), np.uint8), max_memory=given)
     # 0 is no budget, as --max-memory 0 is
-    assert budgets == [50 * 2**20, int(1.5 * 2**30), 1234567, None, None, None, None]
+    assert budgets[:5] == [50 * 2**20, int(1.5 * 2**30), 1234567, 2 * 10**9, 2 * 10**9]
+    assert budgets[5:] == [None] * 4
 
 
 def test_awkward_arguments_are_one_clear_error(tmp_path: Path) -> None:
@@ -361,7 +362,7 @@ def test_awkward_arguments_are_one_clear_error(tmp_path: Path) -> None:
     rgb = np.zeros((8, 9, 3), np.uint8)
     with pytest.raises(FcnsegError, match="max_memory='abc'"):
         fcnseg.predict(model, rgb, max_memory="abc")
-    for negative in (-1, "-1"):
+    for negative in (-1, "-1", 2.5, -2e9):
         with pytest.raises(FcnsegError, match="expected a positive number of bytes"):
             fcnseg.predict(model, rgb, max_memory=negative)
     with pytest.raises(FcnsegError, match="flip='yes'"):

@@ -71,7 +71,10 @@ def test_only_earlier_outputs_is_one_line(
     assert main(again) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.splitlines()[-1] == "fcnseg predict: error: no images left to segment"
+    assert captured.err.splitlines()[-1] == (
+        f"fcnseg predict: error: no images left to segment in {out} (only an earlier fcnseg "
+        "predict's outputs)"
+    )
 
 
 def test_unknown_model_name_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -175,3 +175,11 @@ def test_dear_test_time_augmentation_is_said_first(
         "pixels of a plain prediction per image, and takes about as much longer (scales of "
         "0.5-1.75 are usual)"
     ]
+
+
+def test_no_note_on_augmentation_when_there_is_nothing_to_run(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    missing = str(tmp_path / "nosuch.png")
+    assert _predict(checkpoint, missing, "--out", str(tmp_path / "o"), "--scales", "6") == 1
+    assert missing in one_error_line(capsys.readouterr().err)

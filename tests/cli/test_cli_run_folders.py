@@ -127,7 +127,7 @@ def test_eval_notes_a_split_the_model_trained_on(
     args = ["eval", "--model", str(trained), "--dataset", "folder", "--root", str(folder_dataset)]
     args += ["--split", "val", "--out", str(tmp_path / "eval"), "--no-progress"]
     assert main(args) == 0
-    note = f"note: {trained}.safetensors was trained on folder 'train+val': its scores on 'val'"
+    note = f"fcnseg eval: note: {trained} was trained on folder 'train+val': its scores on 'val'"
     assert (note in capsys.readouterr().out) is noted
 
 

@@ -18,8 +18,9 @@ def test_parse_memory() -> None:
     assert parse_memory("512m") == 512 * 1024**2
     assert parse_memory("800MiB") == 800 * 1024**2
     assert parse_memory("4096") == 4096
+    assert parse_memory("2e9") == 2 * 10**9 and parse_memory("1.5e3k") == 1500 * 1024
     assert parse_memory("none") is None and parse_memory("0") is None
-    for bad in ("lots", "2X", "-1G", ""):
+    for bad in ("lots", "2X", "-1G", "", "2e", "e9"):
         with pytest.raises(FcnsegError, match="memory"):
             parse_memory(bad)
 

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     trained_on = _trained_splits(model.meta, args.dataset)
     if set(split_names(args.split)) & trained_on:
         print(
-            f"note: {resolve(args.model)} was trained on {args.dataset} "
+            f"fcnseg eval: note: {args.model} was trained on {args.dataset} "
             f"'{'+'.join(sorted(trained_on))}': its scores on '{args.split}' are not held out"
         )
     if model.num_classes != info.num_classes:

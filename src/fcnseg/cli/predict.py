@@ -159,8 +159,6 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(args.out)
     budget = parse_memory(args.max_memory)
     augmentation = Augmentation(args.flip, tuple(args.scales))
-    if note := tta_note(augmentation, "predict"):
-        print(note, file=sys.stderr)
     if not 0 <= args.alpha <= 1:
         raise FcnsegError(f"--alpha {args.alpha}: expected a value from 0 to 1")
     model, exported = load_any_model(args.model, args.precision)
@@ -191,8 +189,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"fcnseg predict: error: {line}", file=sys.stderr)
     if not found.images:
         if not found.problems:
-            print("fcnseg predict: error: no images left to segment", file=sys.stderr)
+            given = ", ".join(map(str, args.images))
+            print(
+                f"fcnseg predict: error: no images left to segment in {given} (only an earlier "
+                "fcnseg predict's outputs)",
+                file=sys.stderr,
+            )
         return 1
+    if note := tta_note(augmentation, "predict"):  # once there is something to run
+        print(note, file=sys.stderr)
     plans = plan_outputs(found.images, args.out, kinds)  # refuses before anything is written
 
     options: dict[str, Any] = {

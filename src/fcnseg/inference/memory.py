@@ -52,8 +52,8 @@ _CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int, int], int | No
 
 
 def parse_memory(text: str) -> int | None:
-    """``"2G"``, ``"1.5GB"``, ``"512M"``, ``"800MiB"`` or a number of bytes; ``"none"`` or
-    ``"0"`` for no budget (None). Units are binary (1G = 1024**3 bytes).
+    """``"2G"``, ``"1.5GB"``, ``"512M"``, ``"800MiB"`` or a number of bytes (``"2e9"``);
+    ``"none"`` or ``"0"`` for no budget (None). Units are binary (1G = 1024**3 bytes).
 
     Raises:
         FcnsegError: anything else.
@@ -61,9 +61,12 @@ def parse_memory(text: str) -> int | None:
     value = text.strip().lower()
     if value in ("none", "0", "off"):
         return None
-    match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(?:i?b)?", value)
+    match = re.fullmatch(r"(\d+(?:\.\d*)?(?:e\d+)?|\.\d+)\s*([kmgt]?)(?:i?b)?", value)
     if match is None:
-        raise FcnsegError(f"memory {text!r}: expected a size such as 2G, 512M or 1.5GB, or none")
+        raise FcnsegError(
+            f"memory {text!r}: expected a size such as 2G, 512M, 1.5GB or 2e9 (bytes), or 0 "
+            "or none for no budget"
+        )
     size = int(float(match.group(1)) * _UNITS[match.group(2)])
     if size < 1:
         raise FcnsegError(f"memory {text!r}: expected a positive size")

@@ -210,7 +210,9 @@ def predict(
     if isinstance(max_memory, str):
         with contextlib.suppress(FcnsegError):  # else: refused below, as any other value
             max_memory = parse_memory(max_memory)
-    elif type(max_memory) is int and max_memory == 0:
+    elif isinstance(max_memory, float) and max_memory.is_integer():
+        max_memory = int(max_memory)  # 2e9 bytes
+    if type(max_memory) is int and max_memory == 0:
         max_memory = None  # as the CLI's --max-memory 0
     if max_memory is not None and (
         not isinstance(max_memory, int) or isinstance(max_memory, bool) or max_memory <= 0
