@@ -183,3 +183,16 @@ def test_help_shows_each_flags_default(
     for entry in entries:
         if not entry.startswith(("  --out", "  --resume", "  --dataset-option", "  -h")):
             assert "default" in entry, entry
+
+
+def test_a_missing_data_folder_is_one_line_before_any_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    missing = tmp_path / "no-camvid"
+    argv = ["train", "--recipe", "camvid-scratch", "--root", str(missing)]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 1
+    captured = capsys.readouterr()
+    line = one_error_line(captured.err)
+    assert f"--root {missing}: no such folder (dataset camvid)" in line
+    assert captured.out == ""  # no configuration printed for a run that cannot start
+    assert not (tmp_path / "run").exists()

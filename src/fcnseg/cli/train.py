@@ -477,6 +477,9 @@ def run(args: argparse.Namespace) -> int:
             raise FcnsegError("--dataset is required (or --resume a run)")
         if config.dataset != SYNTHETIC and args.root is None:
             raise FcnsegError(f"--root is required for dataset '{config.dataset}'")
+        if config.dataset != SYNTHETIC and not Path(config.root).is_dir():
+            # before the configuration is printed; the reader checks the folder's contents
+            raise FcnsegError(f"--root {config.root}: no such folder (dataset {config.dataset})")
         check_start(config)  # before the configuration is printed: nothing will run
         config = absolute_paths(config)
     resume = args.resume
