@@ -445,12 +445,17 @@ def resumed_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, str
             f"{'; '.join(refused.values())} would change it: start a new run in another --out"
         )
     config = absolute_paths(dataclasses.replace(config, **changes))
-    if config.dataset != SYNTHETIC and "root" not in changes and not Path(config.root).is_dir():
+    if "root" not in changes and _data_folder_missing(config):
         raise FcnsegError(
             f"{config.root}: the run's data folder is not there (from {os.getcwd()}); give "
             "--root where the data is now"
         )
     return config, sources
+
+
+def _data_folder_missing(config: TrainConfig) -> bool:
+    """True when the dataset reads a folder and ``config.root`` is not one."""
+    return config.dataset != SYNTHETIC and not Path(config.root).is_dir()
 
 
 def _flag(field: str, value: Any) -> str:
@@ -477,7 +482,7 @@ def run(args: argparse.Namespace) -> int:
             raise FcnsegError("--dataset is required (or --resume a run)")
         if config.dataset != SYNTHETIC and args.root is None:
             raise FcnsegError(f"--root is required for dataset '{config.dataset}'")
-        if config.dataset != SYNTHETIC and not Path(config.root).is_dir():
+        if _data_folder_missing(config):
             # before the configuration is printed; the reader checks the folder's contents
             raise FcnsegError(f"--root {config.root}: no such folder (dataset {config.dataset})")
         check_start(config)  # before the configuration is printed: nothing will run
