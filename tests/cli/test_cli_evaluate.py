@@ -62,6 +62,32 @@ def test_eval_writes_the_four_metrics_and_prints_per_class_iu(
     assert "mean_iu" in printed
 
 
+def test_eval_without_out_prints_the_table_and_writes_nothing(
+    checkpoint: Path,
+    folder_dataset: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    args = eval_args(checkpoint, folder_dataset, tmp_path / "out")
+    at = args.index("--out")
+    assert main(args[:at] + args[at + 2 :]) == 0
+    printed = capsys.readouterr().out
+    assert "mean_iu" in printed and "wrote" not in printed
+    assert list(cwd.iterdir()) == [] and not (tmp_path / "out").exists()
+    # with --out, the same numbers go to metrics.json, replacing an earlier one whole
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "metrics.json").write_text("{}")
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    record = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert f"{100 * record['mean_iu']:.2f}" in printed and table.startswith(printed.rstrip())
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["metrics.json"]
+
+
 def test_label_value_beyond_the_classes_is_one_line_naming_the_file(
     checkpoint: Path, folder_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -32,8 +32,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "eval",
         help="score a model on a dataset split",
         description="Score a model on a dataset split: pixel accuracy, mean accuracy, mean IU, "
-        "frequency weighted IU, and per-class IU; writes OUT/metrics.json (with the confusion "
-        "matrix: rows the ground truth, columns the prediction).",
+        "frequency weighted IU, and per-class IU; with --out, also writes OUT/metrics.json (with "
+        "the confusion matrix: rows the ground truth, columns the prediction).",
     )
     parser.add_argument("--model", required=True, help="checkpoint path or shipped model name")
     parser.add_argument("--dataset", required=True, choices=list_datasets())
@@ -46,7 +46,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="val",
         help="the split scored; several joined by + (default: val)",
     )
-    parser.add_argument("--out", required=True, help="folder for metrics.json")
+    parser.add_argument(
+        "--out",
+        help="folder to write metrics.json in (replacing one there); default: print the table "
+        "only",
+    )
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -65,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
     """Scores the model, prints the table and writes ``metrics.json``."""
     if args.root is None and args.dataset != SYNTHETIC:
         raise FcnsegError(f"--root is required for dataset '{args.dataset}'")
-    check_output_folder(args.out)
-    check_output_file(Path(args.out) / "metrics.json")
+    if args.out is not None:
+        check_output_folder(args.out)
+        check_output_file(Path(args.out) / "metrics.json")
     options = dataset_options(args.dataset_option)
     device = choose_device(args.device)
     model = load_model(args.model, device=device)
@@ -119,10 +124,10 @@ def run(args: argparse.Namespace) -> int:
         "images": len(dataset),
         "test_time_augmentation": {"flip": args.flip, "scales": list(scored.augmentation.scales)},
     }
-    path = write_metrics(Path(args.out) / "metrics.json", record)
     print(format_table(metrics, info.class_names, head_names))
     print(ade20k_score_text(args.dataset, metrics), end="")
-    print(f"wrote {path}")
+    if args.out is not None:
+        print(f"wrote {write_metrics(Path(args.out) / 'metrics.json', record)}")
     return 0
 
 

@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 from fcnseg.errors import FcnsegError
+from fcnseg.io.atomic import atomic_write
 
 
 class ConfusionMatrix:
@@ -227,8 +228,8 @@ def _json_number(value: float) -> float | None:
 
 
 def write_metrics(path: str | os.PathLike[str], record: dict[str, Any]) -> Path:
-    """Writes a :func:`metrics_record` as indented JSON; returns the path."""
+    """Writes a :func:`metrics_record` as indented JSON, all at once (an earlier file at
+    ``path`` is whole until the new one replaces it); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write(path, (json.dumps(record, indent=2) + "\n").encode())
     return path
