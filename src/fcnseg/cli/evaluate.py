@@ -48,8 +48,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--out",
-        help="folder to write metrics.json in (replacing one there); default: print the table "
-        "only",
+        help="folder to write metrics.json in (replacing one there); default: print the table only",
     )
     parser.add_argument(
         "--batch-size",
