@@ -59,8 +59,11 @@ def test_shortened_demo_trains_and_writes_its_outputs(
     assert first.startswith("training fcn8s-vgg16 at 0.125 of VGG16's width from random weights")
     assert "150 steps of 16" in first and "scoring 100 held-out images" in first
     config = tmp_path / "run" / "config.json"
-    assert second == f"the whole configuration: {config} (recipe 'scratch')"
-    assert json.loads(config.read_text())["max_iter"] == 150
+    # the scratch recipe trains 2000 steps of 8 at 1e-3: the demo changes all three
+    expected = "(recipe 'scratch' with the demo's steps, batch size, rate)"
+    assert second == f"the whole configuration: {config} {expected}"
+    written = json.loads(config.read_text())
+    assert (written["max_iter"], written["batch_size"], written["lr"]) == (150, 16, 1e-2)
     record = check_outputs(tmp_path, out, metrics_check)
     assert record["mean_iu"] >= 0.5  # the full schedule reaches 0.8
     # a second demo in the same folder starts afresh

@@ -20,6 +20,7 @@ from fcnseg.evaluation import format_table, write_metrics
 from fcnseg.models import FCN
 from fcnseg.report import GalleryRow, plot_gallery, write_report
 from fcnseg.train import TrainConfig, fit, recipe
+from fcnseg.train.recipes import recipe_settings
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,18 @@ def demo_config(settings: DemoSettings) -> TrainConfig:
 def demo_plan(config: TrainConfig, train_images: int, test_images: int, run: Path) -> str:
     """What the demo is about to do, in two lines (printed first)."""
     width = (config.backbone or {}).get("width", 1.0)
+    base = recipe_settings(config.recipe, config.model)
+    words = {"max_iter": "steps", "batch_size": "batch size", "lr": "rate"}
+    changed = [word for key, word in words.items() if base.get(key) != getattr(config, key)]
+    recipe_note = f"recipe '{config.recipe}'" + (
+        f" with the demo's {', '.join(changed)}" if changed else ""
+    )
     return (
         f"training {config.model} at {width:g} of VGG16's width from random weights on "
         f"{train_images} generated images, {config.max_iter} steps of {config.batch_size} "
         f"({config.optimizer}, lr {config.lr:g}, {config.lr_policy} decay); scoring "
         f"{test_images} held-out images\n"
-        f"the whole configuration: {run / 'config.json'} (recipe '{config.recipe}')"
+        f"the whole configuration: {run / 'config.json'} ({recipe_note})"
     )
 
 
