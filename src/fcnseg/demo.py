@@ -17,6 +17,7 @@ import torch
 
 from fcnseg.data import SYNTHETIC, SyntheticShapes, synthetic_dataset
 from fcnseg.evaluation import format_table, write_metrics
+from fcnseg.io.atomic import atomic_write
 from fcnseg.models import FCN
 from fcnseg.report import GalleryRow, plot_gallery, write_report
 from fcnseg.train import TrainConfig, fit, recipe
@@ -161,6 +162,6 @@ def write_overlays(model: FCN, dataset: SyntheticShapes, folder: Path, count: in
             panels=("image", "ground truth", "prediction", "overlay"),
         )
         path = folder / f"test_{index:02d}.png"
-        path.write_bytes(png)
+        atomic_write(path, png)
         paths.append(path)
     return paths

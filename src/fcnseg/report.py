@@ -40,6 +40,7 @@ from torch.utils.data import Dataset
 from fcnseg.data import build_dataset, colorize
 from fcnseg.errors import FcnsegError
 from fcnseg.evaluation import METRIC_NAMES
+from fcnseg.io.atomic import atomic_write
 from fcnseg.io.weights import ModelMeta, load_model
 from fcnseg.models import head_scores
 from fcnseg.train.checkpoint import CheckpointFiles
@@ -699,6 +700,5 @@ def write_report(
     summary.append(("report written", when))
     text = json.dumps(config, indent=2) if config else "not recorded"
     page = render_html(title, summary, sections, text)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(page)
+    atomic_write(target, page.encode())
     return target

@@ -57,6 +57,28 @@ def test_onnx_two_heads(tmp_path: Path) -> None:
         assert relative_error(result, expected[head]) <= 1e-4
 
 
+def test_a_failed_export_leaves_the_earlier_file_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ONNX checker (the last step) fails: the file an earlier export wrote at the path
+    is as it was, and nothing is left beside it."""
+    import onnx
+
+    path = tmp_path / "model.onnx"
+    model = small_model("fcn8s-vgg16", "lean")
+    export_onnx(model, path, example=image(1, 3, 64, 64))
+    earlier = path.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise onnx.checker.ValidationError("checker failed")
+
+    monkeypatch.setattr(onnx.checker, "check_model", broken)
+    with pytest.raises(onnx.checker.ValidationError):
+        export_onnx(small_model("fcn32s-vgg16", "lean"), path, example=image(1, 3, 64, 64))
+    assert path.read_bytes() == earlier
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.load
 def test_torchscript_runs_at_other_sizes(tmp_path: Path, geometry: str) -> None:
     model = small_model("fcn8s-vgg16", geometry)

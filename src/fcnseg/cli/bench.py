@@ -10,6 +10,7 @@ import torch
 
 from fcnseg.cli.export import add_model_arguments, model_from_args
 from fcnseg.errors import FcnsegError
+from fcnseg.io.atomic import atomic_write
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -76,5 +77,6 @@ def run(args: argparse.Namespace) -> int:
     )
     print(format_table(rows, baseline=rows[0]))
     if args.json is not None:
-        args.json.write_text(json.dumps([row.as_dict() for row in rows], indent=2) + "\n")
+        text = json.dumps([row.as_dict() for row in rows], indent=2) + "\n"
+        atomic_write(args.json, text.encode())
     return 0

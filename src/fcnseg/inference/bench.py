@@ -30,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from fcnseg.inference.export import relative_error
 from fcnseg.inference.optimize import input_channels, optimize_for_inference
+from fcnseg.io.atomic import atomic_write
 from fcnseg.models import head_scores
 from fcnseg.runtime import DTYPES, resolve_precision
 
@@ -371,6 +372,5 @@ def _trim_heap() -> None:
 def write_results(path: str | os.PathLike[str], results: dict) -> Path:
     """Writes a benchmark's results as indented JSON, creating the folder; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write(path, (json.dumps(results, indent=2) + "\n").encode())
     return path

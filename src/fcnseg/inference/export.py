@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from fcnseg.errors import FcnsegError
+from fcnseg.io.atomic import atomic_path
 
 FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 17
@@ -185,22 +186,25 @@ def export_onnx(
         # The TorchScript-based exporter is the one that needs no onnxscript; its notice of
         # deprecation and its tracer warnings (sizes read as Python ints) are expected here.
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            traced,
-            (example,),
-            str(path),
-            input_names=["image"],
-            output_names=names,
-            dynamic_axes={"image": dynamic, **{name: dynamic for name in names}},
-            opset_version=ONNX_OPSET,
-            dynamo=False,
-        )
-    graph = onnx.load(str(path))
-    for key, value in export_metadata(model, names, weights=weights).items():
-        entry = graph.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(graph, str(path))
-    onnx.checker.check_model(str(path))
+        # written beside the target and checked, then renamed over it: an earlier export at
+        # ``path`` stays whole until a complete, checked one replaces it
+        with atomic_path(path) as temporary:
+            torch.onnx.export(
+                traced,
+                (example,),
+                str(temporary),
+                input_names=["image"],
+                output_names=names,
+                dynamic_axes={"image": dynamic, **{name: dynamic for name in names}},
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+            )
+            graph = onnx.load(str(temporary))
+            for key, value in export_metadata(model, names, weights=weights).items():
+                entry = graph.metadata_props.add()
+                entry.key, entry.value = key, value
+            onnx.save(graph, str(temporary))
+            onnx.checker.check_model(str(temporary))
     return names
 
 
@@ -225,7 +229,8 @@ def export_torchscript(
         warnings.simplefilter("ignore", DeprecationWarning)
         script = torch.jit.trace(traced, example, check_trace=False)
     metadata = json.dumps(export_metadata(model, names, weights=weights))
-    script.save(str(path), _extra_files={TORCHSCRIPT_METADATA: metadata})
+    with atomic_path(path) as temporary:
+        script.save(str(temporary), _extra_files={TORCHSCRIPT_METADATA: metadata})
     return script
 
 
