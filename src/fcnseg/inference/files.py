@@ -8,6 +8,9 @@ rule, :func:`plan_outputs`:
   inputs share (a folder argument counts as that folder, a file as its own folder), without
   the extension: ``a/x.png b/x.png --out o`` gives ``o/a/x.png`` and ``o/b/x.png``;
   ``photos/`` gives ``o/<subfolders>/<stem>.png``; files of one folder give ``o/<stem>.png``.
+  Every input found counts, one that then cannot be read too, so that the names depend on
+  the command line alone: a rerun after fixing that file writes the others' outputs again
+  under the same names.
 - **Same stems.** Inputs that would still share an output (``x.png`` and ``x.jpg`` in one
   folder) keep their extension in it: ``o/x.png.png``, ``o/x.jpg.png`` (and the same for every
   output of theirs, ``x.jpg_overlay.png``).
