@@ -374,5 +374,8 @@ def test_awkward_arguments_are_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FcnsegError, match="a folder, not an image file"):
         fcnseg.predict(model, tmp_path)
     (tmp_path / "m.onnx").write_bytes(b"onnx")
-    with pytest.raises(FcnsegError, match="an exported model, which fcnseg predict runs"):
+    with pytest.raises(FcnsegError, match="an ONNX export, which only fcnseg predict runs"):
         fcnseg.load_model(tmp_path / "m.onnx")
+    (tmp_path / "m.pt").write_bytes(b"torchscript")
+    with pytest.raises(FcnsegError, match="a TorchScript export or a PyTorch file, not fcnseg"):
+        fcnseg.load_model(tmp_path / "m.pt")

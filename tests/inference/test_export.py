@@ -121,7 +121,8 @@ def _cli(module: object, argv: list[str]) -> int:
 @pytest.mark.usefixtures("small_cli_model")
 @pytest.mark.parametrize("format_", ["onnx", "torchscript"])
 def test_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], format_: str) -> None:
-    out = tmp_path / "fcn.onnx"
+    name = "fcn.onnx" if format_ == "onnx" else "fcn.pt"
+    out = tmp_path / name
     argv = ["export", "fcn8s-vgg16", "--format", format_, "--out", str(out)]
     assert _cli(export_command, [*argv, "--size", "128", "96", "--check"]) == 0
     printed = capsys.readouterr().out
@@ -129,8 +130,28 @@ def test_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], form
     error = float(printed.rsplit("relative error", 1)[1])
     assert error <= 1e-4
     # a missing folder for the file is made (tests/cli/test_cli_outputs.py: the refusals)
-    assert _cli(export_command, [*argv[:-1], str(tmp_path / "missing" / "fcn.onnx")]) == 0
-    assert (tmp_path / "missing" / "fcn.onnx").is_file()
+    assert _cli(export_command, [*argv[:-1], str(tmp_path / "missing" / name)]) == 0
+    assert (tmp_path / "missing" / name).is_file()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.load
+@pytest.mark.usefixtures("small_cli_model")
+def test_export_format_follows_the_file_name(tmp_path: Path) -> None:
+    """Without --format, the ending says it; a --format the ending contradicts is refused
+    before anything is written (an ONNX graph in model.pt would load nowhere)."""
+    import onnx
+
+    for name in ("m.pt", "m.PTH", "m.ts"):
+        assert _cli(export_command, ["export", "fcn8s-vgg16", "--out", str(tmp_path / name)]) == 0
+        torch.jit.load(str(tmp_path / name))  # TorchScript, or this raises
+    for name in ("m.onnx", "m.model"):  # any other ending: ONNX, as before
+        assert _cli(export_command, ["export", "fcn8s-vgg16", "--out", str(tmp_path / name)]) == 0
+        onnx.checker.check_model(str(tmp_path / name))
+    for format_, name in (("onnx", "x.pt"), ("torchscript", "x.onnx")):
+        argv = ["export", "fcn8s-vgg16", "--format", format_, "--out", str(tmp_path / name)]
+        with pytest.raises(FcnsegError, match=f"--out .*{name}: a .* file is .*, not {format_}"):
+            _cli(export_command, argv)
+        assert not (tmp_path / name).exists()
 
 
 @pytest.mark.usefixtures("small_cli_model")

@@ -53,7 +53,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "fcnseg.json); fcnseg predict --model FILE.onnx runs it as it says.",
     )
     add_model_arguments(parser)
-    parser.add_argument("--format", choices=FORMATS, default="onnx")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="default: from --out's ending (.onnx: onnx; .pt, .pth, .ts: torchscript), else "
+        "onnx; a --format the ending contradicts is refused",
+    )
     parser.add_argument("--out", type=Path, required=True, help="file to write")
     parser.add_argument(
         "--size",
@@ -71,6 +76,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+# The endings each format's files go by (torch.jit.save's examples use .pt).
+FORMAT_ENDINGS = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".ts")}
+
+
+def export_format(out: Path, given: str | None) -> str:
+    """The format to write ``out`` in: ``given``, else the one its ending names, else onnx.
+
+    Raises:
+        FcnsegError: ``given`` is a format whose files another format's ending names (an
+            ONNX graph in ``model.pt`` could be read by neither fcnseg nor torch.jit.load).
+    """
+    ending = out.suffix.lower()
+    named = next((name for name, ends in FORMAT_ENDINGS.items() if ending in ends), None)
+    if given is None:
+        return named or "onnx"
+    if named is not None and named != given:
+        proper = FORMAT_ENDINGS[given][0]
+        raise FcnsegError(
+            f"--out {out}: a {ending} file is {named}, not {given}; give a name ending "
+            f"{proper} (or --format {named})"
+        )
+    return given
+
+
 def run(args: argparse.Namespace) -> int:
     """Exports, optionally checks, and prints what was written."""
     from fcnseg.inference.export import (
@@ -80,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         run_onnx,
     )
 
+    args.format = export_format(args.out, args.format)
     check_output_file(args.out, example=f"model.{'onnx' if args.format == 'onnx' else 'pt'}")
     model = model_from_args(args)
     channels = model.in_channels

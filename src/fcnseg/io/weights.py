@@ -453,10 +453,16 @@ def resolve(spec: str | os.PathLike[str]) -> Path:
         return path.with_name(path.name + ".safetensors")
     if str(spec) in list_pretrained():
         return WEIGHTS_DIR / f"{spec}.safetensors"
-    if path.suffix in (".onnx", ".pt", ".ts") and path.is_file():
+    if path.suffix.lower() == ".onnx" and path.is_file():
         raise FcnsegError(
-            f"{spec}: an exported model, which fcnseg predict runs; give the .safetensors "
+            f"{spec}: an ONNX export, which only fcnseg predict runs; give the .safetensors "
             "weights it was exported from"
+        )
+    if path.suffix.lower() in (".pt", ".ts") and path.is_file():
+        raise FcnsegError(
+            f"{spec}: a TorchScript export or a PyTorch file, not fcnseg weights; give the "
+            ".safetensors weights it was exported from, or convert a PyTorch checkpoint "
+            "with fcnseg convert (fcnseg runs TorchScript nowhere: torch.jit.load does)"
         )
     if path.is_file():
         raise FcnsegError(
