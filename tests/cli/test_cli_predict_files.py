@@ -125,6 +125,30 @@ def test_globs_and_an_out_folder_inside_the_inputs(
     assert "no files match" in one_error_line(capsys.readouterr().err)
 
 
+def test_an_out_folder_inside_the_search_holding_an_image_of_the_users_is_refused(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``predict d --out d/sub`` where d/sub/b.png is the user's: the search leaves d/sub
+    out, so b.png would be neither segmented nor named and a.png's outputs would land beside
+    it. Refused as naming both files is (test_predicting_into_the_inputs_own_folder...)."""
+    folder = tmp_path / "d"
+    _image(folder / "a.png", 20)
+    own = _image(folder / "sub" / "b.png", 21)
+    for search in (str(folder), str(folder / "**" / "*.png")):
+        assert _predict(checkpoint, search, "--out", str(folder / "sub")) == 1
+        line = one_error_line(capsys.readouterr().err)
+        assert f"--out {folder / 'sub'} holds {own}" in line and "nothing written" in line
+        assert sorted(p.name for p in (folder / "sub").iterdir()) == ["b.png"]
+    # the files named one by one: the same refusal as before
+    assert _predict(checkpoint, str(folder / "a.png"), str(own), "--out", str(folder / "sub")) == 1
+    assert "into the folder of the input" in one_error_line(capsys.readouterr().err)
+    # an --out holding only earlier outputs stays fine (test_globs_and_an_out_folder_inside...)
+    own.unlink()
+    assert _predict(checkpoint, str(folder), "--out", str(folder / "sub")) == 0
+    assert _predict(checkpoint, str(folder), "--out", str(folder / "sub")) == 0
+    assert "wrote 2 files for 1 of 1 images" in capsys.readouterr().out
+
+
 def test_index_pngs_and_probabilities(checkpoint: Path, tmp_path: Path) -> None:
     source = _image(tmp_path / "in" / "img.png", 12)
     palette_out, index_out = tmp_path / "palette", tmp_path / "index"

@@ -21,7 +21,7 @@ from fcnseg.cli.outputs import check_output_folder
 from fcnseg.data import bitmap_palette
 from fcnseg.errors import FcnsegError
 from fcnseg.inference import PRECISIONS, Predictor, read_image
-from fcnseg.inference.files import gather_images, plan_outputs
+from fcnseg.inference.files import gather_images, plan_outputs, refuse_images_inside_out
 from fcnseg.inference.memory import format_bytes, parse_memory, prediction_bytes
 from fcnseg.inference.outputs import (
     LABEL_FORMATS,
@@ -176,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
     if args.save_probs:
         kinds["probs"] = "_probs.npz"
     found = gather_images(args.images, exclude=args.out)
+    refuse_images_inside_out(found, args.out)
     for line in found.skipped:
         print(f"fcnseg predict: skipped {line}", file=sys.stderr)
     if found.earlier_outputs:

@@ -18,7 +18,8 @@ rule, :func:`plan_outputs`:
   a folder that holds an input image, is refused before anything is written: the images'
   own folders are never written. An ``--out`` inside a searched folder is fine; it is left
   out of the search, and so is any PNG an earlier ``fcnseg predict`` wrote (they carry a
-  mark, :func:`fcnseg.inference.outputs.is_prediction`), wherever it lies.
+  mark, :func:`fcnseg.inference.outputs.is_prediction`), wherever it lies; an ``--out``
+  so left out that holds an image of the user's is refused.
 """
 
 from __future__ import annotations
@@ -75,12 +76,16 @@ class Gathered:
         skipped: one line per file in a searched folder that is not an image (by its
             extension), or link not followed; these are notes, not errors.
         earlier_outputs: PNGs an earlier ``fcnseg predict`` wrote, found and left out.
+        inside_out: image files a folder or pattern reaches inside the output folder that
+            no ``fcnseg predict`` wrote: the user's own, left out of the search, so the
+            outputs would go beside them (:func:`refuse_images_inside_out` refuses that).
     """
 
     images: list[ImageInput] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     earlier_outputs: list[Path] = field(default_factory=list)
+    inside_out: list[Path] = field(default_factory=list)
 
 
 def gather_images(
@@ -116,6 +121,8 @@ def gather_images(
             base = _fixed_part(str(spec))
             for match in map(Path, matches):
                 if excluded is not None and _absolute(match).is_relative_to(excluded):
+                    if _users_image(match):
+                        found.inside_out.append(match)
                     continue  # the outputs of an earlier run
                 if is_prediction(match):
                     found.earlier_outputs.append(match)
@@ -188,7 +195,10 @@ def _search(
         kept = []
         for name in sorted(folders):
             real = Path(os.path.realpath(here / name))
-            if name.startswith(".") or real == skip or real in visited:
+            if name.startswith(".") or real in visited:
+                continue
+            if real == skip:  # the output folder: earlier outputs, or images of the user's
+                found.inside_out.extend(_users_images(here / name))
                 continue
             if top.is_relative_to(real):
                 found.skipped.append(f"{here / name}: a link to a folder above, not searched")
@@ -212,6 +222,41 @@ def _search(
         found.problems.append(
             f"{folder}: no image files in it ({', '.join(IMAGE_SUFFIXES)}, in any subfolder)"
         )
+
+
+def refuse_images_inside_out(found: Gathered, out: Path) -> None:
+    """Refuses a search that reaches images of the user's inside the output folder.
+
+    ``fcnseg predict photos --out photos/labels`` leaves ``photos/labels`` out of the search,
+    which is right for the outputs of an earlier run; an image of the user's there would be
+    neither segmented nor named, and the outputs would be written beside it.
+
+    Raises:
+        FcnsegError: ``found.inside_out`` is not empty (nothing has been written).
+    """
+    if found.inside_out:
+        count, first = len(found.inside_out), found.inside_out[0]
+        more = f" and {count - 1} more image{'s' if count > 2 else ''}" if count > 1 else ""
+        raise FcnsegError(
+            f"--out {out} holds {first}{more} of yours, inside the folder searched; nothing "
+            "written; the images' own folders are never written: give another --out "
+            "(default ./predictions), or move them out of it"
+        )
+
+
+def _users_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not is_prediction(path)
+
+
+def _users_images(folder: Path) -> list[Path]:
+    """The image files under ``folder`` that no ``fcnseg predict`` wrote."""
+    found = []
+    for root, folders, files in os.walk(folder):
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        for name in sorted(files):
+            if not name.startswith(".") and _users_image(Path(root) / name):
+                found.append(Path(root) / name)
+    return found
 
 
 def _clashing(names: list[PurePath], kinds: Mapping[str, str]) -> set[int]:
