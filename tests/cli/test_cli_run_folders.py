@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 from pathlib import Path
 
@@ -127,8 +128,14 @@ def test_eval_notes_a_split_the_model_trained_on(
     args = ["eval", "--model", str(trained), "--dataset", "folder", "--root", str(folder_dataset)]
     args += ["--split", "val", "--out", str(tmp_path / "eval"), "--no-progress"]
     assert main(args) == 0
-    note = f"fcnseg eval: note: {trained} was trained on folder 'train+val': its scores on 'val'"
-    assert (note in capsys.readouterr().out) is noted
+    note = f"{trained} was trained on folder 'train+val': its scores on 'val' are not held out"
+    assert (f"fcnseg eval: note: {note}" in capsys.readouterr().err) is noted
+    # the file read later says it too
+    record = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert record["held_out"] is not noted and record["notes"] == ([note] if noted else [])
+    # weights that do not say what they trained on: unknown, not claimed held out
+    assert main([*args[:2], str(checkpoint), *args[3:]]) == 0
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["held_out"] is None
 
 
 def test_eval_asks_for_the_dataset_folder(capsys: pytest.CaptureFixture[str]) -> None:

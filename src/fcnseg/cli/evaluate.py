@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +85,13 @@ def run(args: argparse.Namespace) -> int:
     )
     info = dataset.info
     trained_on = _trained_splits(model.meta, args.dataset)
-    if set(split_names(args.split)) & trained_on:
-        print(
-            f"fcnseg eval: note: {args.model} was trained on {args.dataset} "
-            f"'{'+'.join(sorted(trained_on))}': its scores on '{args.split}' are not held out"
+    # None: the weights do not say what they were trained on
+    held_out = not set(split_names(args.split)) & trained_on if trained_on else None
+    notes = []
+    if held_out is False:
+        notes.append(
+            f"{args.model} was trained on {args.dataset} '{'+'.join(sorted(trained_on))}': "
+            f"its scores on '{args.split}' are not held out"
         )
     if model.num_classes != info.num_classes:
         raise FcnsegError(
@@ -97,8 +101,10 @@ def run(args: argparse.Namespace) -> int:
     # Test-time augmentation (off by default): the model is wrapped, its output the log of
     # the views' averaged probabilities (fcnseg.inference.tta), whose arg max is the labels.
     scored = TestTimeAugmentation(model, flip=args.flip, scales=args.scales)
+    for note in notes:
+        print(f"fcnseg eval: note: {note}", file=sys.stderr)
     if note := tta_note(scored.augmentation, "eval"):
-        print(note)
+        print(note, file=sys.stderr)
     metrics = evaluate(
         scored,
         tqdm(
@@ -120,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
         "dataset": args.dataset,
         "dataset_options": options,
         "split": args.split,
+        "held_out": held_out,
+        "notes": notes,
         "images": len(dataset),
         "test_time_augmentation": {"flip": args.flip, "scales": list(scored.augmentation.scales)},
     }
