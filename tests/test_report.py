@@ -18,6 +18,7 @@ from PIL import Image
 
 from fcnseg.cli import main
 from fcnseg.data.synthetic import SYNTHETIC_CLASSES, SyntheticShapes
+from fcnseg.errors import FcnsegError
 from fcnseg.report import pick_gallery, read_run, score_images, write_report
 from fcnseg.train import fit, fit_staged, recipe
 
@@ -184,3 +185,15 @@ def test_the_report_renders_in_headless_chromium_at_1280_wide(
         assert image.size == (1280, height)
         pixels = np.asarray(image.convert("L"), dtype=np.float32)
     assert pixels.std() > 20  # figures drawn, not a blank page
+
+
+def test_a_folder_holding_one_run_names_it(tmp_path: Path) -> None:
+    """``fcnseg report demo-out``: the demo's run is in demo-out/run; the error says so."""
+    (tmp_path / "demo-out" / "run").mkdir(parents=True)
+    (tmp_path / "demo-out" / "run" / "log.jsonl").write_text("")
+    with pytest.raises(FcnsegError, match=r"the run folder inside it: .*demo-out/run$"):
+        read_run(tmp_path / "demo-out")
+    (tmp_path / "demo-out" / "run2").mkdir()
+    (tmp_path / "demo-out" / "run2" / "log.jsonl").write_text("")
+    with pytest.raises(FcnsegError, match=r"no stage folders\)$"):  # two: no guess
+        read_run(tmp_path / "demo-out")

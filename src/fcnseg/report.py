@@ -94,7 +94,12 @@ def read_run(folder: str | os.PathLike[str]) -> RunFolder:
     if (folder / "log.jsonl").is_file():
         stages = [folder]
     if not stages:
-        raise FcnsegError(f"{folder}: not a run folder (no log.jsonl, no stage folders)")
+        # e.g. the demo's --out, whose run is in its run/ subfolder
+        inside = sorted(
+            p for p in folder.glob("*/log.jsonl") if not p.parent.name.startswith("stage")
+        )
+        hint = f"; the run folder inside it: {inside[0].parent}" if len(inside) == 1 else ""
+        raise FcnsegError(f"{folder}: not a run folder (no log.jsonl, no stage folders){hint}")
     log: list[dict[str, Any]] = []
     boundaries = []
     offset = 0
@@ -291,6 +296,11 @@ def plot_held_out(log: Sequence[Mapping[str, Any]], boundaries: Sequence[int] = 
             x, y = zip(*points, strict=True)
             axes.plot(x, y, marker="o", markersize=4, label=METRIC_LABELS[key])
     axes.set(title="held-out metrics", xlabel="iteration", ylabel="percent")
+    # the whole run and the whole scale, as the training curves: a run scored once (at its
+    # end) is then a column of points at its last step, not points on a 10-step axis
+    last = max((e["iteration"] for e in log if "iteration" in e), default=0)
+    axes.set_xlim(0, max(1.0, 1.03 * last))
+    axes.set_ylim(0, 100)
     axes.grid(alpha=0.3)
     axes.legend(loc="best", fontsize=8)
     _stage_lines(axes, boundaries)

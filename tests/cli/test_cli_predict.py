@@ -57,6 +57,25 @@ def test_missing_image_is_one_line_and_writes_nothing(
     assert not (tmp_path / "o").exists()
 
 
+def test_the_summary_counts_the_arguments_that_named_no_image(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """predict a.png nope.png fake.png: three arguments, two images found, one segmented."""
+    good = tmp_path / "a.png"
+    Image.fromarray(np.zeros((12, 14, 3), np.uint8)).save(good)
+    fake = tmp_path / "fake.png"
+    fake.write_text("not an image")
+    argv = ["predict", str(good), str(tmp_path / "nope.png"), str(fake)]
+    assert main([*argv, "--model", str(checkpoint), "--out", str(tmp_path / "o")]) == 1
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if "error:" in line]
+    assert len(errors) == 2 and "nope.png: no such file" in errors[0] and "fake.png" in errors[1]
+    assert captured.out.strip() == (
+        f"wrote 2 files for 1 of 2 images to {tmp_path / 'o'}: a.png, a_overlay.png; "
+        "1 argument named no image"
+    )
+
+
 def test_only_earlier_outputs_is_one_line(
     checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

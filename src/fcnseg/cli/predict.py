@@ -262,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"fcnseg predict: error: {error}", file=sys.stderr)
     bar.close()
     if done or len(found.images) > 1:  # a single image that failed has said so in its line
-        print(_summary(written, done, len(found.images), args.out))
+        print(_summary(written, done, len(found.images), args.out, len(found.problems)))
     return 1 if failed else 0
 
 
@@ -280,12 +280,14 @@ def _predict(
     return results
 
 
-def _summary(written: list[Path], done: int, total: int, out: Path) -> str:
+def _summary(written: list[Path], done: int, total: int, out: Path, unfound: int = 0) -> str:
+    # arguments that named no image (said above, one line each) are not among the images
+    also = f"; {unfound} argument{'s' if unfound > 1 else ''} named no image" if unfound else ""
     if not written:
-        return f"wrote nothing ({done} of {total} images segmented)"
+        return f"wrote nothing ({done} of {total} images segmented{also})"
     names = [
         str(path.relative_to(out)) if path.is_relative_to(out) else str(path) for path in written
     ]
     listed = ", ".join(names[:_LISTED])
     more = f", and {len(names) - _LISTED} more" if len(names) > _LISTED else ""
-    return f"wrote {len(written)} files for {done} of {total} images to {out}: {listed}{more}"
+    return f"wrote {len(written)} files for {done} of {total} images to {out}: {listed}{more}{also}"

@@ -82,7 +82,7 @@ def legend_overlay(
     font = _font(size)
     pad = max(4, size // 2)
     rows = [
-        (index, f"{_name(classes, index)}  {100 * counts[index] / counts.sum():.1f}%")
+        (index, f"{_name(classes, index)}  {_share(counts[index], counts.sum())}")
         for index in present
     ]
     scratch = ImageDraw.Draw(blended)
@@ -163,3 +163,10 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):  # Pillow before 10.1, or without FreeType: the bitmap font
         return ImageFont.load_default()
+
+
+def _share(count: int, total: int) -> str:
+    """A class's share of the pixels for the legend: a class present on a few pixels reads
+    "<0.1%", not "0.0%" (which would say it is absent)."""
+    percent = 100 * count / total
+    return "<0.1%" if 0 < percent < 0.05 else f"{percent:.1f}%"
