@@ -133,6 +133,7 @@ def test_eval_notes_a_split_the_model_trained_on(
     # the file read later says it too
     record = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert record["held_out"] is not noted and record["notes"] == ([note] if noted else [])
+    assert record["model"] == str(trained) and record["weights"] == f"{trained}.safetensors"
     # weights that do not say what they trained on: unknown, not claimed held out
     assert main([*args[:2], str(checkpoint), *args[3:]]) == 0
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["held_out"] is None

@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     head_names = head_class_names(dataset)
     record = {
         **metrics_record(metrics, info.class_names, head_names),
-        "model": str(resolve(args.model)),
+        "model": args.model,  # as given: a shipped name, a run folder, a file
+        "weights": str(resolve(args.model)),  # the file it named
         "dataset": args.dataset,
         "dataset_options": options,
         "split": args.split,
