@@ -377,5 +377,5 @@ def test_awkward_arguments_are_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FcnsegError, match="an ONNX export, which only fcnseg predict runs"):
         fcnseg.load_model(tmp_path / "m.onnx")
     (tmp_path / "m.pt").write_bytes(b"torchscript")
-    with pytest.raises(FcnsegError, match="a TorchScript export or a PyTorch file, not fcnseg"):
+    with pytest.raises(FcnsegError, match="a TorchScript or PyTorch file, which fcnseg"):
         fcnseg.load_model(tmp_path / "m.pt")

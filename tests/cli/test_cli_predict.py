@@ -71,7 +71,7 @@ def test_the_summary_counts_the_arguments_that_named_no_image(
     errors = [line for line in captured.err.splitlines() if "error:" in line]
     assert len(errors) == 2 and "nope.png: no such file" in errors[0] and "fake.png" in errors[1]
     assert captured.out.strip() == (
-        f"wrote 2 files for 1 of 2 images to {tmp_path / 'o'}: a.png, a_overlay.png; "
+        f"wrote 2 files for 1 of 2 images, 1 failed, to {tmp_path / 'o'}: a.png, a_overlay.png; "
         "1 argument named no image"
     )
 

@@ -5,6 +5,7 @@ model (its finest net), and scores on a split the model trained on said not to b
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import re
@@ -134,6 +135,8 @@ def test_eval_notes_a_split_the_model_trained_on(
     record = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert record["held_out"] is not noted and record["notes"] == ([note] if noted else [])
     assert record["model"] == str(trained) and record["weights"] == f"{trained}.safetensors"
+    weights = Path(f"{trained}.safetensors").read_bytes()
+    assert record["weights_sha256"] == hashlib.sha256(weights).hexdigest()
     # weights that do not say what they trained on: unknown, not claimed held out
     assert main([*args[:2], str(checkpoint), *args[3:]]) == 0
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["held_out"] is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -137,16 +138,24 @@ def test_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], form
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.load
 @pytest.mark.usefixtures("small_cli_model")
 def test_export_format_follows_the_file_name(tmp_path: Path) -> None:
-    """Without --format, the ending says it; a --format the ending contradicts is refused
-    before anything is written (an ONNX graph in model.pt would load nowhere)."""
+    """The ending says the format; an ending that names none, or a --format it contradicts,
+    is refused before anything is written (an ONNX graph in model.pt would load nowhere)."""
     import onnx
 
     for name in ("m.pt", "m.PTH", "m.ts"):
         assert _cli(export_command, ["export", "fcn8s-vgg16", "--out", str(tmp_path / name)]) == 0
         torch.jit.load(str(tmp_path / name))  # TorchScript, or this raises
-    for name in ("m.onnx", "m.model"):  # any other ending: ONNX, as before
-        assert _cli(export_command, ["export", "fcn8s-vgg16", "--out", str(tmp_path / name)]) == 0
-        onnx.checker.check_model(str(tmp_path / name))
+        # written from bytes: no temporary file's name inside the archive
+        with zipfile.ZipFile(tmp_path / name) as archive:
+            assert {entry.split("/")[0] for entry in archive.namelist()} == {"archive"}
+    assert _cli(export_command, ["export", "fcn8s-vgg16", "--out", str(tmp_path / "m.onnx")]) == 0
+    onnx.checker.check_model(str(tmp_path / "m.onnx"))
+    # an ending that names no format: fcnseg predict would not know an ONNX m.model
+    for given in ([], ["--format", "onnx"]):
+        argv = ["export", "fcn8s-vgg16", *given, "--out", str(tmp_path / "m.model")]
+        with pytest.raises(FcnsegError, match=r"m.model: give a name ending .onnx .*m.onnx$"):
+            _cli(export_command, argv)
+        assert not (tmp_path / "m.model").exists()
     for format_, name in (("onnx", "x.pt"), ("torchscript", "x.onnx")):
         argv = ["export", "fcn8s-vgg16", "--format", format_, "--out", str(tmp_path / name)]
         with pytest.raises(FcnsegError, match=f"--out .*{name}: a .* file is .*, not {format_}"):

@@ -71,10 +71,11 @@ def test_corrupt_file_is_one_line_and_status_1(
 
 
 def test_as_a_process_no_traceback(tmp_path: Path) -> None:
+    # as python -m fcnseg (src/fcnseg/__main__.py); the other process tests use fcnseg.cli
     src = tmp_path / "fcn32s-heavy-pascal.caffemodel"
     src.write_bytes(b"\x0a\xff\xff\xff\xff\x0f garbage")
     result = subprocess.run(
-        [sys.executable, "-m", "fcnseg.cli", "convert", str(src), "--model", "fcn32s-vgg16",
+        [sys.executable, "-m", "fcnseg", "convert", str(src), "--model", "fcn32s-vgg16",
          "--num-classes", "21", "-o", str(tmp_path / "out.safetensors")],
         capture_output=True,
         text=True,

@@ -23,7 +23,7 @@ from fcnseg.evaluation import (
     write_metrics,
 )
 from fcnseg.inference.tta import TestTimeAugmentation
-from fcnseg.io.weights import ModelMeta, load_model, resolve
+from fcnseg.io.weights import ModelMeta, file_sha256, load_model, resolve
 from fcnseg.runtime import AMP_MODES, DEVICES, amp_dtype, choose_device
 
 
@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     record = {
         **metrics_record(metrics, info.class_names, head_names),
         "model": args.model,  # as given: a shipped name, a run folder, a file
-        "weights": str(resolve(args.model)),  # the file it named
+        "weights": str(resolve(args.model)),  # the file it named, and its bytes' hash
+        "weights_sha256": file_sha256(resolve(args.model)),
         "dataset": args.dataset,
         "dataset_options": options,
         "split": args.split,

@@ -56,10 +56,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--format",
         choices=FORMATS,
-        help="default: from --out's ending (.onnx: onnx; .pt, .pth, .ts: torchscript), else "
-        "onnx; a --format the ending contradicts is refused",
+        help="default: as --out's ending says (.onnx: onnx; .pt, .pth, .ts: torchscript); "
+        "a --format the ending contradicts is refused",
     )
-    parser.add_argument("--out", type=Path, required=True, help="file to write")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="file to write: NAME.onnx or NAME.pt"
+    )
     parser.add_argument(
         "--size",
         type=int,
@@ -76,28 +78,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-# The endings each format's files go by (torch.jit.save's examples use .pt).
+# The endings each format's files go by (torch.jit.save's examples use .pt); fcnseg predict
+# knows an ONNX file by its ending, as fcnseg.load_model knows weights by .safetensors.
 FORMAT_ENDINGS = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".ts")}
 
 
 def export_format(out: Path, given: str | None) -> str:
-    """The format to write ``out`` in: ``given``, else the one its ending names, else onnx.
+    """The format to write ``out`` in: the one its ending names, which ``given`` must agree
+    with.
 
     Raises:
-        FcnsegError: ``given`` is a format whose files another format's ending names (an
-            ONNX graph in ``model.pt`` could be read by neither fcnseg nor torch.jit.load).
+        FcnsegError: ``out``'s ending names no format (``fcnseg predict --model m.model``
+            could not run it), or another format than ``given`` (an ONNX graph in
+            ``model.pt`` would load nowhere).
     """
     ending = out.suffix.lower()
     named = next((name for name, ends in FORMAT_ENDINGS.items() if ending in ends), None)
-    if given is None:
-        return named or "onnx"
-    if named is not None and named != given:
+    if named is None:
+        proper = FORMAT_ENDINGS[given or "onnx"][0]
+        raise FcnsegError(
+            f"--out {out}: give a name ending .onnx (ONNX, which fcnseg predict runs) or .pt "
+            f"(TorchScript), e.g. {out.with_suffix(proper)}"
+        )
+    if given is not None and named != given:
         proper = FORMAT_ENDINGS[given][0]
         raise FcnsegError(
             f"--out {out}: a {ending} file is {named}, not {given}; give a name ending "
             f"{proper} (or --format {named})"
         )
-    return given
+    return named
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,8 +118,8 @@ def run(args: argparse.Namespace) -> int:
         run_onnx,
     )
 
+    check_output_file(args.out, example=f"model.{'pt' if args.format == 'torchscript' else 'onnx'}")
     args.format = export_format(args.out, args.format)
-    check_output_file(args.out, example=f"model.{'onnx' if args.format == 'onnx' else 'pt'}")
     model = model_from_args(args)
     channels = model.in_channels
     height, width = args.size

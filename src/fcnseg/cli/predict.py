@@ -283,6 +283,7 @@ def _predict(
 def _summary(written: list[Path], done: int, total: int, out: Path, unfound: int = 0) -> str:
     # arguments that named no image (said above, one line each) are not among the images
     also = f"; {unfound} argument{'s' if unfound > 1 else ''} named no image" if unfound else ""
+    failed = total - done
     if not written:
         return f"wrote nothing ({done} of {total} images segmented{also})"
     names = [
@@ -290,4 +291,5 @@ def _summary(written: list[Path], done: int, total: int, out: Path, unfound: int
     ]
     listed = ", ".join(names[:_LISTED])
     more = f", and {len(names) - _LISTED} more" if len(names) > _LISTED else ""
-    return f"wrote {len(written)} files for {done} of {total} images to {out}: {listed}{more}{also}"
+    images = f"{done} of {total} images" + (f", {failed} failed," if failed else "")
+    return f"wrote {len(written)} files for {images} to {out}: {listed}{more}{also}"

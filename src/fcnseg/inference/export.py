@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import importlib
 import json
 import os
@@ -43,7 +42,8 @@ import torch
 from torch import nn
 
 from fcnseg.errors import FcnsegError
-from fcnseg.io.atomic import atomic_path
+from fcnseg.io.atomic import atomic_path, atomic_write
+from fcnseg.io.weights import file_sha256
 
 FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 17
@@ -110,7 +110,7 @@ def export_metadata(
         }
         if weights is not None:
             source["weights"] = Path(weights).name
-            source["weights_sha256"] = _sha256(Path(weights))
+            source["weights_sha256"] = file_sha256(weights)
         properties.update(
             model=meta.model,
             classes=record["classes"],
@@ -229,8 +229,9 @@ def export_torchscript(
         warnings.simplefilter("ignore", DeprecationWarning)
         script = torch.jit.trace(traced, example, check_trace=False)
     metadata = json.dumps(export_metadata(model, names, weights=weights))
-    with atomic_path(path) as temporary:
-        script.save(str(temporary), _extra_files={TORCHSCRIPT_METADATA: metadata})
+    # saved to bytes, then written whole: a file name would also name the archive's inner
+    # folder, and a temporary one would show there
+    atomic_write(path, script.save_to_buffer(_extra_files={TORCHSCRIPT_METADATA: metadata}))
     return script
 
 
@@ -346,14 +347,6 @@ def _session(path: Path) -> Any:
 def _is_zip(path: Path) -> bool:
     with open(path, "rb") as file:
         return file.read(4) == b"PK\x03\x04"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @functools.lru_cache(maxsize=4)

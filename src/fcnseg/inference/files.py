@@ -238,9 +238,9 @@ def refuse_images_inside_out(found: Gathered, out: Path) -> None:
         count, first = len(found.inside_out), found.inside_out[0]
         more = f" and {count - 1} more image{'s' if count > 2 else ''}" if count > 1 else ""
         raise FcnsegError(
-            f"--out {out} holds {first}{more} of yours, inside the folder searched; nothing "
-            "written; the images' own folders are never written: give another --out "
-            "(default ./predictions), or move them out of it"
+            f"--out {out} holds {first}{more} of yours, among the images the arguments "
+            "search; nothing written; the images' own folders are never written: give an "
+            "--out that holds none of them, or move them out of it"
         )
 
 

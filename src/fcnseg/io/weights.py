@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import hashlib
 import json
 import os
 import re
@@ -425,6 +426,16 @@ def list_pretrained() -> list[str]:
     return sorted(path.stem for path in WEIGHTS_DIR.glob("*.safetensors"))
 
 
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes, as hex (what ``sha256sum`` prints), read 1 MiB at a
+    time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def resolve(spec: str | os.PathLike[str]) -> Path:
     """The weight file ``spec`` names: a ``.safetensors`` file (or a 0.1 checkpoint's
     ``.json``), a checkpoint stem (``runs/voc/best``), a run folder (its ``best``, else its
@@ -460,9 +471,10 @@ def resolve(spec: str | os.PathLike[str]) -> Path:
         )
     if path.suffix.lower() in (".pt", ".ts") and path.is_file():
         raise FcnsegError(
-            f"{spec}: a TorchScript export or a PyTorch file, not fcnseg weights; give the "
-            ".safetensors weights it was exported from, or convert a PyTorch checkpoint "
-            "with fcnseg convert (fcnseg runs TorchScript nowhere: torch.jit.load does)"
+            f"{spec}: a TorchScript or PyTorch file, which fcnseg does not run (TorchScript "
+            "exports are for torch.jit.load); give the weights it was exported from (a "
+            ".safetensors file, a run folder or a shipped model's name), or convert a "
+            "PyTorch checkpoint with fcnseg convert"
         )
     if path.is_file():
         raise FcnsegError(
