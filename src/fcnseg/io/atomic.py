@@ -9,28 +9,6 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replaces ``path`` by ``data`` all at once.
-
-    The data goes to a temporary file in the same folder (so that the rename stays on one
-    file system), is flushed to disk, then renamed over ``path``. If anything fails midway the
-    temporary file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as file:
-            _write(file, data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary path beside ``path`` for a writer that wants a file name (ONNX,
@@ -43,13 +21,24 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield temporary
-        with open(temporary, "rb+") as file:
+        with open(temporary, "rb+") as file:  # on disk before the rename makes it the file
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replaces ``path`` by ``data`` all at once.
+
+    The data goes to a temporary file in the same folder (so that the rename stays on one
+    file system), is flushed to disk, then renamed over ``path`` (:func:`atomic_path`). If
+    anything fails midway the temporary file is removed and ``path`` is left as it was.
+    """
+    with atomic_path(path) as temporary, open(temporary, "wb") as file:
+        _write(file, data)
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
