@@ -120,11 +120,12 @@ def run(args: argparse.Namespace) -> int:
         amp_dtype=amp_dtype(args.amp, device),
     )
     head_names = head_class_names(dataset)
+    weights = resolve(args.model)
     record = {
         **metrics_record(metrics, info.class_names, head_names),
         "model": args.model,  # as given: a shipped name, a run folder, a file
-        "weights": str(resolve(args.model)),  # the file it named, and its bytes' hash
-        "weights_sha256": file_sha256(resolve(args.model)),
+        "weights": str(weights),  # the file it named, and its bytes' hash
+        "weights_sha256": file_sha256(weights),
         "dataset": args.dataset,
         "dataset_options": options,
         "split": args.split,
