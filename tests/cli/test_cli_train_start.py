@@ -159,6 +159,20 @@ def test_sizes_that_cannot_fit_are_refused_in_one_line(
     assert not (tmp_path / "a" / "log.jsonl").exists() and not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("minutes", ["0", "-1", "nan"])
+def test_a_time_budget_of_no_time_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture, minutes: str
+) -> None:
+    # a budget of 0 or less used to train one step and stop: nothing a user asks for
+    args = ["train", "--dataset", "synthetic", *TINY, "--out", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as stopped:
+        main([*args, "--time-budget", minutes])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --time-budget: '{minutes}': a time budget must be more than 0 minutes" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_help_shows_each_flags_default(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

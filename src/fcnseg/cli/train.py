@@ -86,6 +86,17 @@ _BACKBONE = {
 }
 
 
+def positive_minutes(text: str) -> float:
+    """An argparse type: a number of minutes above 0 (a budget of 0 or less trains nothing)."""
+    try:
+        minutes = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a number of minutes") from None
+    if not minutes > 0:
+        raise argparse.ArgumentTypeError(f"'{text}': a time budget must be more than 0 minutes")
+    return minutes
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Adds ``fcnseg train`` to the dispatcher."""
     summaries = "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values())
@@ -157,7 +168,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--time-budget",
-        type=float,
+        type=positive_minutes,
         metavar="MINUTES",
         help="stop after this many minutes, scored and saved; --resume goes on (default: none)",
     )
