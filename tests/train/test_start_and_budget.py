@@ -51,9 +51,9 @@ def test_camvid_scratch_is_the_shipped_models_recipe() -> None:
     config = recipe("camvid-scratch", root="/data/camvid")
     stages = staged_configs(config)
     assert [(s.model, s.lr, s.max_iter) for s in stages] == [
-        ("fcn32s-vgg16", 2e-3, 3500),
-        ("fcn16s-vgg16", 1e-3, 1350),
-        ("fcn8s-vgg16", 1e-3, 2550),
+        ("fcn32s-vgg16", 2e-3, 5600),
+        ("fcn16s-vgg16", 1e-3, 2160),
+        ("fcn8s-vgg16", 1e-3, 4080),
     ]
     assert config.train_split == "train+val" and config.val_split == "val"
     assert config.scale == [0.75, 1.5] and config.colour_jitter == 0.2
