@@ -26,6 +26,7 @@ recorded; so is the evaluation's. ``--budget-min`` stops the run at a time budge
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -209,17 +210,13 @@ def run(args: argparse.Namespace) -> int:
     # scored after training, so that the clock times training only
     overrides = {} if args.colour_jitter is None else {"colour_jitter": args.colour_jitter}
     config = recipe(RECIPE, root=str(args.root), train_split=args.train_split, **overrides)
-    if args.steps:
-        stages = [
-            {**stage, "max_iter": steps}
-            for stage, steps in zip(config.stages, args.steps, strict=True)
-        ]
-        config = recipe(
-            RECIPE,
-            root=str(args.root),
-            train_split=args.train_split,
-            **overrides,
-            stages=stages,
+    if args.steps:  # the recipe's stages, each with its steps replaced
+        config = dataclasses.replace(
+            config,
+            stages=[
+                {**stage, "max_iter": steps}
+                for stage, steps in zip(config.stages, args.steps, strict=True)
+            ],
             max_iter=args.steps[-1],
         )
     stages = staged_configs(config)
