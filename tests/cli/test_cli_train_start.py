@@ -173,6 +173,22 @@ def test_a_time_budget_of_no_time_is_refused_before_anything_is_written(
     assert not (tmp_path / "run").exists()
 
 
+def test_a_spent_time_budget_says_once_where_it_stopped_and_how_to_go_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # the stop used to be printed twice (by the training loop, then by the command)
+    root = write_folder(tmp_path / "data", {"train": [(32, 32)] * 2, "val": [(32, 32)]})
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "folder", "--root", str(root), "--out", str(out), *TINY]
+    assert main([*args, "--max-iter", "4", "--eval-every", "0", "--time-budget", "1e-9"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    stops = [line for line in printed if "stopped" in line]
+    assert stops == ["stopped at iteration 1 of 4 by the time budget of 1e-09 min; resume to go on"]
+    assert printed[-1] == f"to go on: fcnseg train --resume --out {out}"
+    assert main(["train", "--resume", "--out", str(out), "--no-progress"]) == 0
+    assert max(losses(out)) == 4
+
+
 def test_help_shows_each_flags_default(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -554,7 +555,8 @@ def run(args: argparse.Namespace) -> int:
     elif context.is_main and result is not None and not result.stopped:
         print(f"trained to iteration {result.iteration}; checkpoints in {out}")
     if context.is_main and result is not None and result.stopped:
-        print(f"stopped by --time-budget at iteration {result.iteration}; --resume goes on")
+        # the run has said where and why it stopped; this line is the command that goes on
+        print(f"to go on: fcnseg train --resume --out {shlex.quote(str(args.out))}")
     if context.is_main and result is None:
         print(
             f"{out}: every stage had finished; nothing to train (to train the last stage "

@@ -58,6 +58,7 @@ from fcnseg.train.recipes import (
 )
 
 # A stop condition: called after every step with the steps done; True stops the run there.
+# Its ``description`` attribute, if it has one, names it in the line the run prints.
 StopCondition = Callable[[int], bool]
 # A forward pass: images, labels, the seed of its random draws, the bad files it skipped.
 Pass = tuple[torch.Tensor, torch.Tensor, int, tuple[str, ...]]
@@ -86,6 +87,7 @@ def time_budget(seconds: float) -> StopCondition:
     def out_of_time(iteration: int) -> bool:
         return time.monotonic() >= deadline
 
+    out_of_time.description = f"the time budget of {seconds / 60:g} min"  # type: ignore[attr-defined]
     return out_of_time
 
 
@@ -474,9 +476,10 @@ def fit(
                     raise KeyboardInterrupt
                 if not finished:
                     stopped = state.iteration < config.max_iter
+                    condition = getattr(stop, "description", "the stop condition")
                     log.message(
-                        f"stopped at iteration {state.iteration} of {config.max_iter} by the "
-                        "stop condition; resume to go on"
+                        f"stopped at iteration {state.iteration} of {config.max_iter} by "
+                        f"{condition}; resume to go on"
                     )
                 record = None
                 if val_set is not None:
