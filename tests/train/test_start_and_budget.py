@@ -220,3 +220,30 @@ def test_a_stop_condition_ends_the_run_saved_and_resumable(tmp_path: Path, tiny_
     )
     assert staged is not None and staged.stopped and staged.iteration == 1
     assert [p.name for p in (tmp_path / "staged").iterdir()] == ["stage1-fcn32s-vgg16"]
+
+    # a condition met on a stage's last step finishes that stage and starts no later one
+    # (it used to start every later stage, each stopped after a step); resuming goes on
+    at_end = fit_staged(
+        tiny_config(max_iter=2, eval_every=0),
+        tmp_path / "at-end",
+        train_set=train,
+        val_set=val,
+        progress=False,
+        stop=lambda iteration: iteration >= 2,
+    )
+    assert at_end is not None and at_end.stopped and at_end.iteration == 2
+    assert [p.name for p in (tmp_path / "at-end").iterdir()] == ["stage1-fcn32s-vgg16"]
+    rest = fit_staged(
+        tiny_config(max_iter=2, eval_every=0),
+        tmp_path / "at-end",
+        resume=True,
+        train_set=train,
+        val_set=val,
+        progress=False,
+    )
+    assert rest is not None and not rest.stopped and rest.iteration == 2
+    assert sorted(p.name for p in (tmp_path / "at-end").iterdir() if p.is_dir()) == [
+        "stage1-fcn32s-vgg16",
+        "stage2-fcn16s-vgg16",
+        "stage3-fcn8s-vgg16",
+    ]

@@ -476,10 +476,10 @@ def fit(
                     raise KeyboardInterrupt
                 if not finished:
                     stopped = state.iteration < config.max_iter
-                    condition = getattr(stop, "description", "the stop condition")
+                if stopped:  # a condition met on the last step stops nothing
                     log.message(
                         f"stopped at iteration {state.iteration} of {config.max_iter} by "
-                        f"{condition}; resume to go on"
+                        f"{_condition(stop)}; resume to go on"
                     )
                 record = None
                 if val_set is not None:
@@ -742,4 +742,17 @@ def fit_staged(
         previous = folder
         if result.stopped:
             break
+        if stop is not None and number < len(stages) and stop(result.iteration):
+            # the condition was met on the stage's last step: start no later stage
+            if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+                print(
+                    f"stopped after stage {number} of {len(stages)} by {_condition(stop)}; "
+                    "resume to go on",
+                    flush=True,
+                )
+            return dataclasses.replace(result, stopped=True)
     return result
+
+
+def _condition(stop: StopCondition | None) -> str:
+    return getattr(stop, "description", "the stop condition")
