@@ -98,8 +98,8 @@ def test_a_staged_run_is_extended_by_its_last_stage_only(
     stage3 = staged_run / "stage3-fcn8s-vgg16"
     line = one_error_line(capsys.readouterr().err)
     assert line.endswith(
-        f"{staged_run}: --max-iter 2 on a staged run would extend each stage, and the later "
-        "stages started from the earlier ones' weights; to train the last stage longer, "
+        f"{staged_run}: --max-iter 2 on a staged run would change the steps of each stage, "
+        "each started from the one before; to train the last stage longer, "
         f"--resume its folder: --out {stage3}"
     )
     # what it says to do instead: the last stage, on its own, one step further

@@ -189,6 +189,26 @@ def test_a_spent_time_budget_says_once_where_it_stopped_and_how_to_go_on(
     assert max(losses(out)) == 4
 
 
+def test_a_resumed_run_is_not_shortened_below_the_steps_it_has_done(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # --max-iter 1 on a run at iteration 2 used to say "trained to iteration 2" and rewrite
+    # the saved configuration's max_iter to 1
+    root = write_folder(tmp_path / "data", {"train": [(32, 32)] * 2, "val": [(32, 32)]})
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "folder", "--root", str(root), "--out", str(out), *TINY]
+    assert main([*args, "--max-iter", "2", "--eval-every", "0"]) == 0
+    saved = (out / "config.json").read_text()
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--max-iter", "1"]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert line.endswith(
+        f"{out}: --max-iter 1 is below the 2 steps the run has done; a run is not shortened "
+        "(start a new run in another --out)"
+    )
+    assert (out / "config.json").read_text() == saved
+
+
 def test_help_shows_each_flags_default(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

@@ -27,7 +27,15 @@ from fcnseg.data import PATH_OPTIONS, SYNTHETIC, list_datasets
 from fcnseg.errors import FcnsegError
 from fcnseg.models import list_models
 from fcnseg.runtime import AMP_MODES, DEVICES
-from fcnseg.train import CheckpointFiles, TrainConfig, distributed, fit, fit_staged, list_recipes
+from fcnseg.train import (
+    CheckpointFiles,
+    TrainConfig,
+    distributed,
+    fit,
+    fit_staged,
+    list_recipes,
+    load_checkpoint,
+)
 from fcnseg.train.budget import GIB
 from fcnseg.train.loop import time_budget, write_config
 from fcnseg.train.recipes import (
@@ -42,6 +50,7 @@ from fcnseg.train.recipes import (
     held_out_overlap,
     recipe,
     recipe_settings,
+    staged_configs,
 )
 
 DEFAULT_MODEL = "fcn8s-vgg16"
@@ -442,13 +451,30 @@ def resumed_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, str
                 or len(_saved_checkpoints(out)) > 1
             )
         ):
-            # it would extend every stage, the first in place under the later ones that
-            # started from its weights
+            # it would change every stage's steps, the first in place under the later ones
+            # that started from its weights
+            stages = staged_configs(config)
+            last = out / f"stage{len(stages)}-{stages[-1].model}"
+            started = CheckpointFiles.of(last / "last").exists()
             raise FcnsegError(
-                f"{out}: --max-iter {value} on a staged run would extend each stage, and the "
-                "later stages started from the earlier ones' weights; to train the last stage "
-                f"longer, --resume its folder: --out {_last_stage(out)}"
+                f"{out}: --max-iter {value} on a staged run would change the steps of each "
+                "stage, each started from the one before; to train the last stage longer, "
+                + (
+                    f"--resume its folder: --out {last}"
+                    if started
+                    else f"let the run finish, then --resume its folder: --out {last}"
+                )
             )
+        elif field == "max_iter":
+            done = max(
+                (load_checkpoint(path)[1].iteration or 0 for path in _saved_checkpoints(out)),
+                default=0,
+            )
+            if value < done:
+                raise FcnsegError(
+                    f"{out}: --max-iter {value} is below the {done} steps the run has done; a "
+                    "run is not shortened (start a new run in another --out)"
+                )
         changes[field] = value
         sources[field] = FROM_FLAG
     if refused:
