@@ -37,7 +37,7 @@ from fcnseg.train import (
     load_checkpoint,
 )
 from fcnseg.train.budget import GIB
-from fcnseg.train.loop import time_budget, write_config
+from fcnseg.train.loop import stage_folder, time_budget, write_config
 from fcnseg.train.recipes import (
     FROM_FLAG,
     RECIPES,
@@ -454,7 +454,7 @@ def resumed_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, str
             # it would change every stage's steps, the first in place under the later ones
             # that started from its weights
             stages = staged_configs(config)
-            last = out / f"stage{len(stages)}-{stages[-1].model}"
+            last = stage_folder(out, len(stages), stages[-1].model)
             started = CheckpointFiles.of(last / "last").exists()
             raise FcnsegError(
                 f"{out}: --max-iter {value} on a staged run would change the steps of each "

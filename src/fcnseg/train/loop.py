@@ -717,7 +717,7 @@ def fit_staged(
     previous: Path | None = None
     stages = staged_configs(config)
     for number, stage in enumerate(stages, start=1):
-        folder = out / f"stage{number}-{stage.model}"
+        folder = stage_folder(out, number, stage.model)
         if previous is not None:
             best = CheckpointFiles.of(previous / "best")
             stage = dataclasses.replace(
@@ -752,6 +752,11 @@ def fit_staged(
                 )
             return dataclasses.replace(result, stopped=True)
     return result
+
+
+def stage_folder(out: Path, number: int, model: str) -> Path:
+    """The folder of a staged run's stage ``number`` (from 1) training ``model``."""
+    return out / f"stage{number}-{model}"
 
 
 def _condition(stop: StopCondition | None) -> str:
