@@ -41,7 +41,7 @@ from fcnseg.data import DatasetInfo, build_dataset
 from fcnseg.errors import FcnsegError
 from fcnseg.evaluation import METRIC_NAMES, evaluate, evaluation_loader, metrics_record
 from fcnseg.io.weights import WEIGHTS_DIR, load_model, save_weights
-from fcnseg.runtime import cpu_info
+from fcnseg.runtime import AMP_MODES, cpu_info
 from fcnseg.train import fit_staged, load_checkpoint, recipe, staged_configs
 from fcnseg.train.data import class_weights_for
 from fcnseg.train.log import read_log
@@ -99,6 +99,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar=("FCN32S", "FCN16S", "FCN8S"),
         help="steps of each stage instead of the recipe's 5600 2160 4080 (the result is then "
         "not the recipe's, and the results' settings record them)",
+    )
+    parser.add_argument(
+        "--width",
+        type=positive_float,
+        help="VGG16 channel multiplier instead of the recipe's 1/8, fc6/fc7 scaled with it "
+        "(1024 x width: 128 at 1/8) unless --fc-width (as fcnseg train --width; the result is "
+        "then not the recipe's, and the results' settings record it)",
+    )
+    parser.add_argument(
+        "--fc-width", type=positive_int, help="fc6/fc7 channels instead of 1024 x width"
+    )
+    parser.add_argument(
+        "--amp",
+        choices=AMP_MODES,
+        help="autocast of the training steps instead of the recipe's 'none' (bf16: where the "
+        "CPU runs it natively, else float32 with a warning; scoring stays float32)",
     )
     parser.add_argument(
         "--train-split",
@@ -190,6 +206,17 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"'{text}': expected a number above 0")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -208,8 +235,18 @@ def run(args: argparse.Namespace) -> int:
         return 1
     out = Path(args.out)
     # scored after training, so that the clock times training only
-    overrides = {} if args.colour_jitter is None else {"colour_jitter": args.colour_jitter}
+    overrides: dict[str, Any] = {}
+    if args.colour_jitter is not None:
+        overrides["colour_jitter"] = args.colour_jitter
+    if args.amp is not None:
+        overrides["amp"] = args.amp
     config = recipe(RECIPE, root=str(args.root), train_split=args.train_split, **overrides)
+    if args.width is not None or args.fc_width is not None:
+        width = config.backbone["width"] if args.width is None else args.width
+        fc_width = round(1024 * width) if args.fc_width is None else args.fc_width
+        config = dataclasses.replace(
+            config, backbone={**config.backbone, "width": width, "fc_width": fc_width}
+        )
     if args.steps:  # the recipe's stages, each with its steps replaced
         config = dataclasses.replace(
             config,

@@ -15,7 +15,7 @@ from torch import nn
 
 from fcnseg.models.classifier import Classifier, run_trunk, trunk_geometry
 from fcnseg.models.geometry import INPUT, Geometry, Layer, bilinear_kernel_size, module_layers
-from fcnseg.models.upsample import bilinear_upsampling
+from fcnseg.models.upsample import bilinear_upsampling, deconvolve
 
 GEOMETRIES = ("caffe", "lean")
 
@@ -150,7 +150,8 @@ class FCN(nn.Module):
         for suffix in self.head_suffixes:
             score = self.get_submodule(f"score_fr{suffix}")(features["fc7"])  # N×K×H/32×W/32
             for fusion in self.fusions:
-                upscore = self.get_submodule(_SKIP_UPSCORE[fusion.skip] + suffix)(score)  # 2x
+                layer = self.get_submodule(_SKIP_UPSCORE[fusion.skip] + suffix)
+                upscore = deconvolve(layer, score)  # 2x
                 skip_score = self.get_submodule(f"score_{fusion.skip}{suffix}")(
                     skip_features[fusion.skip]
                 )
@@ -165,7 +166,8 @@ class FCN(nn.Module):
         outputs = {}
         c = self.crop
         for suffix, score in scores.items():
-            upscore = self.get_submodule(self.final_upscore + suffix)(score)  # N×K×~H×~W
+            final = self.get_submodule(self.final_upscore + suffix)
+            upscore = deconvolve(final, score)  # N×K×~H×~W
             outputs[head_name(suffix)] = upscore[:, :, c : c + height, c : c + width]
         if len(outputs) == 1:
             return next(iter(outputs.values()))

@@ -30,3 +30,26 @@ def bilinear_upsampling(
         layer.weight[diagonal, diagonal] = bilinear_filter(kernel)
     layer.weight.requires_grad_(learnable)
     return layer
+
+
+def deconvolve(layer: nn.ConvTranspose2d, scores: torch.Tensor) -> torch.Tensor:
+    """``layer(scores)``, in float32 when CPU autocast is on.
+
+    oneDNN's bf16 backwards-strided convolution is several times slower than its float32 one
+    where the channels are not a multiple of 4 (11 CamVid or 21 PASCAL classes): on an AMX
+    Xeon, FCN-32s's 64x64 stride-32 ``upscore`` of 4 x 21 x 12 x 12 scores took 3.9 s in bf16
+    against 0.12 s in float32, which made ``--amp bf16`` training slower than float32
+    (benchmarks/README.md). The score maps are small, so float32 costs little and keeps the
+    final scores at float32 precision. Under CUDA autocast, or none, the layer runs as is.
+
+    Args:
+        layer: an upsampling deconvolution (``upscore``, ``upscore2``, ...).
+        scores: N x K x h x w scores, any float dtype.
+
+    Returns:
+        N x K x H x W upsampled scores: float32 under CPU autocast, else ``layer``'s dtype.
+    """
+    if scores.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return layer(scores.float())
+    return layer(scores)
