@@ -32,16 +32,35 @@ def losses(folder: Path) -> dict[int, float]:
 
 @pytest.fixture
 def score_dtypes(monkeypatch: pytest.MonkeyPatch) -> list[torch.dtype]:
-    """The dtype of the scores each training pass hands to the loss."""
+    """The dtypes of the convolutions' outputs in the training steps (the trunk and score
+    layers, where autocast acts); the scores handed to the loss must be float32 in every
+    mode (the deconvolutions run in float32 under CPU autocast: fcnseg.models.upsample)."""
     dtypes: list[torch.dtype] = []
     real_loss = loop_module.pixel_loss
 
     def recording_loss(scores, *args, **kwargs):
-        dtypes.append(scores.dtype)
+        assert scores.dtype == torch.float32
         return real_loss(scores, *args, **kwargs)
 
+    in_step = []
+    real_step = loop_module.train_step
+
+    def recording_step(*args, **kwargs):
+        in_step.append(True)
+        try:
+            return real_step(*args, **kwargs)
+        finally:
+            in_step.pop()
+
+    def record_conv(module, inputs, output):
+        if in_step and type(module) is torch.nn.Conv2d:
+            dtypes.append(output.dtype)
+
     monkeypatch.setattr(loop_module, "pixel_loss", recording_loss)
-    return dtypes
+    monkeypatch.setattr(loop_module, "train_step", recording_step)
+    handle = torch.nn.modules.module.register_module_forward_hook(record_conv)
+    yield dtypes
+    handle.remove()
 
 
 def claim_native(monkeypatch: pytest.MonkeyPatch, precisions: set[str]) -> None:
