@@ -68,9 +68,7 @@ def test_cpu_autocast_upsamples_in_float32(model: str) -> None:
     assert len(seen) == 1 + len(net.skips)
     for module, inputs, output in seen:
         assert inputs.dtype == output.dtype == torch.float32
-        expected = torch.nn.functional.conv_transpose2d(
-            inputs, module.weight, stride=module.stride
-        )
+        expected = torch.nn.functional.conv_transpose2d(inputs, module.weight, stride=module.stride)
         torch.testing.assert_close(output, expected, rtol=1e-5, atol=1e-5)
     scores.sum().backward()
     assert net.score_fr.weight.grad is not None
