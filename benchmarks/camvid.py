@@ -104,8 +104,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--width",
         type=positive_float,
         help="VGG16 channel multiplier instead of the recipe's 1/8, fc6/fc7 scaled with it "
-        "(1024 x width: 128 at 1/8) unless --fc-width (as fcnseg train --width; the result is "
-        "then not the recipe's, and the results' settings record it)",
+        "(1024 x width, at least 1: 128 at 1/8) unless --fc-width (fcnseg train --width "
+        "keeps fc6/fc7 as they are; the result is then not the recipe's, and the results' "
+        "settings record both)",
     )
     parser.add_argument(
         "--fc-width", type=positive_int, help="fc6/fc7 channels instead of 1024 x width"
@@ -243,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     config = recipe(RECIPE, root=str(args.root), train_split=args.train_split, **overrides)
     if args.width is not None or args.fc_width is not None:
         width = config.backbone["width"] if args.width is None else args.width
-        fc_width = round(1024 * width) if args.fc_width is None else args.fc_width
+        fc_width = max(1, round(1024 * width)) if args.fc_width is None else args.fc_width
         config = dataclasses.replace(
             config, backbone={**config.backbone, "width": width, "fc_width": fc_width}
         )

@@ -35,19 +35,22 @@ def bilinear_upsampling(
 def deconvolve(layer: nn.ConvTranspose2d, scores: torch.Tensor) -> torch.Tensor:
     """``layer(scores)``, in float32 when CPU autocast is on.
 
-    oneDNN's bf16 backwards-strided convolution is several times slower than its float32 one
-    where the channels are not a multiple of 4 (11 CamVid or 21 PASCAL classes): on an AMX
-    Xeon, FCN-32s's 64x64 stride-32 ``upscore`` of 4 x 21 x 12 x 12 scores took 3.9 s in bf16
-    against 0.12 s in float32, which made ``--amp bf16`` training slower than float32
-    (benchmarks/README.md). The score maps are small, so float32 costs little and keeps the
-    final scores at float32 precision. Under CUDA autocast, or none, the layer runs as is.
+    oneDNN's bf16 backwards-strided convolution with a big kernel is many times slower than
+    its float32 one where the channels are not a multiple of 4 (11 CamVid or 21 PASCAL
+    classes; 12 and 16 are fast): on an AMX Xeon, the forward pass of FCN-32s's 64x64
+    stride-32 ``upscore`` of 4 x 11 or 21 x 12 x 12 scores took 1.7-3.9 s in bf16 (across
+    runs) against 0.07-0.12 s in float32, which made ``--amp bf16`` training of FCN-32s five
+    to ten times slower per step than float32 (benchmarks/README.md); the 16x16 stride-8
+    ``upscore8`` was 1.3-1.9 times slower in bf16. The score maps are small, so float32 costs
+    little and keeps the scores at float32 precision.
 
     Args:
         layer: an upsampling deconvolution (``upscore``, ``upscore2``, ...).
-        scores: N x K x h x w scores, any float dtype.
+        scores: N x K x h x w scores (float64 ones are cast to float32 under CPU autocast).
 
     Returns:
-        N x K x H x W upsampled scores: float32 under CPU autocast, else ``layer``'s dtype.
+        N x K x H x W upsampled scores: float32 under CPU autocast; under CUDA autocast the
+        autocast dtype, and without autocast ``layer``'s dtype, as ``layer(scores)``.
     """
     if scores.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):
