@@ -41,7 +41,7 @@ from fcnseg.data import DatasetInfo, build_dataset
 from fcnseg.errors import FcnsegError
 from fcnseg.evaluation import METRIC_NAMES, evaluate, evaluation_loader, metrics_record
 from fcnseg.io.weights import WEIGHTS_DIR, load_model, save_weights
-from fcnseg.runtime import AMP_MODES, cpu_info
+from fcnseg.runtime import AMP_MODES, amp_dtype, choose_device, cpu_info
 from fcnseg.train import fit_staged, load_checkpoint, recipe, staged_configs
 from fcnseg.train.data import class_weights_for
 from fcnseg.train.log import read_log
@@ -257,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
             ],
             max_iter=args.steps[-1],
         )
+    # an amp mode the device cannot run fails here, before minutes of reading images
+    amp_dtype(config.amp, choose_device(config.device))
     stages = staged_configs(config)
     folders = [out / f"stage{i}-{stage.model}" for i, stage in enumerate(stages, start=1)]
     total = None
