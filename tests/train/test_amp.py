@@ -31,7 +31,7 @@ def losses(folder: Path) -> dict[int, float]:
 
 
 @pytest.fixture
-def score_dtypes(monkeypatch: pytest.MonkeyPatch) -> list[torch.dtype]:
+def conv_dtypes(monkeypatch: pytest.MonkeyPatch) -> list[torch.dtype]:
     """The dtypes of the convolutions' outputs in the training steps (the trunk and score
     layers, where autocast acts); the scores handed to the loss must be float32 in every
     mode (the deconvolutions run in float32 under CPU autocast: fcnseg.models.upsample)."""
@@ -79,21 +79,21 @@ def run_bf16(folder: Path, tiny_data):
     reason="needs a CPU with native bf16 (AVX512-BF16 or AMX); this one has none, and there "
     "amp=bf16 runs in float32 (test_without_native_bf16_the_run_is_the_float32_run)",
 )
-def test_native_bf16_trains_under_bf16_autocast(tmp_path: Path, tiny_data, score_dtypes) -> None:
+def test_native_bf16_trains_under_bf16_autocast(tmp_path: Path, tiny_data, conv_dtypes) -> None:
     result = run_bf16(tmp_path, tiny_data)
-    assert score_dtypes and set(score_dtypes) == {torch.bfloat16}
+    assert conv_dtypes and set(conv_dtypes) == {torch.bfloat16}
     assert all(math.isfinite(loss) for loss in losses(tmp_path).values())
     assert result.model.score_fr.weight.dtype == torch.float32  # autocast, not a bf16 model
 
 
 def test_bf16_autocast_trains_where_bf16_is_claimed(
-    tmp_path: Path, tiny_data, score_dtypes, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_data, conv_dtypes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The bf16 path itself, on any CPU: autocast emulates bf16 where it is not native."""
     claim_native(monkeypatch, {"fp32", "bf16"})
     train, val = tiny_data
     result = run_bf16(tmp_path / "bf16", tiny_data)
-    assert score_dtypes and set(score_dtypes) == {torch.bfloat16}
+    assert conv_dtypes and set(conv_dtypes) == {torch.bfloat16}
     assert result.model.score_fr.weight.dtype == torch.float32  # autocast, not a bf16 model
     bf16 = losses(tmp_path / "bf16")
     assert sorted(bf16) == [1, 2] and all(math.isfinite(loss) for loss in bf16.values())
@@ -106,13 +106,13 @@ def test_bf16_autocast_trains_where_bf16_is_claimed(
 
 
 def test_without_native_bf16_the_run_is_the_float32_run(
-    tmp_path: Path, tiny_data, score_dtypes, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_data, conv_dtypes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     claim_native(monkeypatch, {"fp32"})
     train, val = tiny_data
     with pytest.warns(UserWarning, match="bf16 is not native on this cpu; running in float32"):
         fallback = run_bf16(tmp_path / "bf16", tiny_data)
-    assert score_dtypes and set(score_dtypes) == {torch.float32}
+    assert conv_dtypes and set(conv_dtypes) == {torch.float32}
     plain = fit(
         tiny_config(max_iter=2), tmp_path / "fp32", train_set=train, val_set=val, progress=False
     )
