@@ -3,7 +3,8 @@ FCN-8s from that; section 4.2), timed and scored.
 
 No ImageNet weights exist on the machines this runs on, so the staged pipeline is proved on
 real images from random weights. The recipe (:mod:`fcnseg.train.recipes`, docs/camvid.md)
-says everything about the training: a batch-normalised VGG16 at 1/8 width, random rescaling
+says everything about the training: a batch-normalised VGG16 at 1/4 width (fc6/fc7 256)
+under bf16 autocast (float32 where the CPU has no native bf16), random rescaling
 by 0.75-1.5 and colour jitter 0.2, random 320x320 crops in batches of 4, the square root of
 median frequency balancing, 5600 / 2160 / 4080 steps at Adam rates 2e-3 / 1e-3 / 1e-3. This
 script only runs it through :func:`fcnseg.train.fit_staged` (``fcnseg train --recipe
@@ -103,8 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--width",
         type=positive_float,
-        help="VGG16 channel multiplier instead of the recipe's 1/8, fc6/fc7 scaled with it "
-        "(1024 x width, at least 1: 128 at 1/8) unless --fc-width (fcnseg train --width "
+        help="VGG16 channel multiplier instead of the recipe's 1/4, fc6/fc7 scaled with it "
+        "(1024 x width, at least 1: 256 at 1/4) unless --fc-width (fcnseg train --width "
         "keeps fc6/fc7 as they are; the result is then not the recipe's, and the results' "
         "settings record both)",
     )
@@ -114,8 +115,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--amp",
         choices=AMP_MODES,
-        help="autocast of the training steps instead of the recipe's 'none' (bf16: where the "
-        "CPU runs it natively, else float32 with a warning; scoring stays float32)",
+        help="autocast of the training steps instead of the recipe's 'bf16' (where the CPU runs "
+        "it natively, else float32 with a warning; 'none' for float32; scoring stays float32)",
     )
     parser.add_argument(
         "--train-split",

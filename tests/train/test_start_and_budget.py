@@ -57,6 +57,8 @@ def test_camvid_scratch_is_the_shipped_models_recipe() -> None:
     ]
     assert config.train_split == "train+val" and config.val_split == "val"
     assert config.scale == [0.75, 1.5] and config.colour_jitter == 0.2
+    assert config.backbone == {"width": 1 / 4, "fc_width": 256, "batch_norm": True}
+    assert config.amp == "bf16"
     # the shipped FCN-8s was trained (by benchmarks/camvid.py) with these settings
     shipped = dict(fcnseg.load_model("camvid-fcn8s").meta.config)
     final = stages[-1].to_dict()
