@@ -400,9 +400,9 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             "camvid-scratch",
-            "the shipped camvid-fcn8s: scratch at 1/4 width, bf16, staged FCN-32s -> 16s -> 8s on CamVid "
-            "train+val, rescaling 0.75-1.5, colour jitter 0.2, 5600/2160/4080 steps of 4 "
-            "crops of 320, lr 2e-3/1e-3/1e-3",
+            "the shipped camvid-fcn8s: scratch at 1/4 width, bf16, staged FCN-32s -> 16s -> "
+            "8s on CamVid train+val, rescaling 0.75-1.5, colour jitter 0.2, 5600/2160/4080 "
+            "steps of 4 crops of 320, lr 2e-3/1e-3/1e-3",
             _camvid_scratch,
             pretrained=False,
         ),
