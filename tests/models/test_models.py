@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import fcnseg
+from fcnseg.errors import FcnsegError
 from fcnseg.models import (
     VGG16,
     AlexNet,
@@ -21,6 +23,7 @@ from fcnseg.models import (
 )
 from fcnseg.models.classifier import run_trunk
 from fcnseg.models.upsample import bilinear_upsampling
+from fcnseg.train.recipes import TrainConfig
 
 # VGG16 nets at 1/8 width keep every layer, kernel, stride and padding of VGG16 (so all of
 # their geometry) at 1/64 of the convolution FLOPs: the suite runs on two cores.
@@ -419,3 +422,24 @@ def test_section5_nets_train_one_step_and_keep_their_size(name):
         assert set(heads) == {"sem", "geo"} and heads["geo"].shape[1] == 3
     changed = [n for n, p in model.named_parameters() if not torch.equal(before[n], p)]
     assert "conv1_1.weight" in changed or "color.conv1_1.weight" in changed
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"width": -1.0}, "width must be a number above 0, got -1.0"),
+        ({"width": 0}, "width must be a number above 0, got 0"),
+        ({"width": float("nan")}, "width must be a number above 0, got nan"),
+        ({"fc_width": 0}, "fc_width must be a whole number of at least 1, got 0"),
+    ],
+)
+def test_a_backbone_of_no_channels_is_refused(options: dict, problem: str) -> None:
+    # a width of -1 once built a net of one-channel convolutions and trained it
+    with pytest.raises(FcnsegError, match=re.escape(problem)):
+        fcnseg.build_model("fcn32s-vgg16", num_classes=3, **options)
+
+
+@pytest.mark.parametrize("backbone", [{"width": -1.0}, {"width": 0.0}, {"fc_width": 0}])
+def test_a_training_configuration_of_no_channels_is_refused(backbone: dict) -> None:
+    with pytest.raises(FcnsegError, match="backbone (fc_)?width must be"):
+        TrainConfig(backbone=backbone)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
+from fcnseg.errors import FcnsegError
 from fcnseg.models.classifier import Classifier, Tap
 
 # (block, output channels of each convolution in the block)
@@ -21,6 +24,9 @@ class VGG16(Classifier):
         batch_norm: a BatchNorm after every convolution (``bn1_1`` after ``conv1_1``), which
             training from scratch wants; VGG16 itself has none.
         in_channels: input channels (4 for RGB-D early fusion, section 5).
+
+    Raises:
+        FcnsegError: ``width`` not a finite number above 0, or ``fc_width`` below 1.
     """
 
     classifier_layer = "fc8"
@@ -36,6 +42,12 @@ class VGG16(Classifier):
         batch_norm: bool = False,
         in_channels: int = 3,
     ) -> None:
+        if not (isinstance(width, (int, float)) and width > 0 and math.isfinite(width)):
+            raise FcnsegError(f"VGG16 width must be a number above 0, got {width!r}")
+        if isinstance(fc_width, bool) or not isinstance(fc_width, int) or fc_width < 1:
+            raise FcnsegError(
+                f"VGG16 fc_width must be a whole number of at least 1, got {fc_width!r}"
+            )
         super().__init__()
         for block, widths in _BLOCKS:
             for i, full_width in enumerate(widths, start=1):

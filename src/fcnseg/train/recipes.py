@@ -173,6 +173,12 @@ class TrainConfig:
             raise FcnsegError("eval_every, jitter and workers must not be negative")
         if not 0 < self.loss_sampling <= 1:
             raise FcnsegError(f"loss_sampling must be in (0, 1], got {self.loss_sampling}")
+        width = self.backbone.get("width", 1.0)
+        if not (isinstance(width, (int, float)) and 0 < width < float("inf")):
+            raise FcnsegError(f"backbone width must be a number above 0, got {width!r}")
+        fc_width = self.backbone.get("fc_width", 1)
+        if isinstance(fc_width, bool) or not isinstance(fc_width, int) or fc_width < 1:
+            raise FcnsegError(f"backbone fc_width must be at least 1, got {fc_width!r}")
         if self.lr <= 0:
             raise FcnsegError(f"lr must be positive, got {self.lr}")
         if self.class_weights is not None and self.median_frequency:
