@@ -13,6 +13,22 @@ from fcnseg.models.classifier import Classifier, Tap
 _BLOCKS = ((1, (64, 64)), (2, (128, 128)), (3, (256,) * 3), (4, (512,) * 3), (5, (512,) * 3))
 
 
+def check_widths(width: object, fc_width: object) -> None:
+    """Refuses a VGG16 backbone of no channels, wherever its options come from (a model
+    built, a training configuration before its run folder is written).
+
+    Raises:
+        FcnsegError: ``width`` not a finite number above 0, or ``fc_width`` not a whole number
+            of at least 1.
+    """
+    if not (isinstance(width, (int, float)) and width > 0 and math.isfinite(width)):
+        raise FcnsegError(f"backbone width must be a number above 0, got {width!r}")
+    if isinstance(fc_width, bool) or not isinstance(fc_width, int) or fc_width < 1:
+        raise FcnsegError(
+            f"backbone fc_width must be a whole number of at least 1, got {fc_width!r}"
+        )
+
+
 class VGG16(Classifier):
     """VGG16 as ``VGG_ILSVRC_16_layers``: 13 convolutions, 5 ceil-mode poolings, fc6-fc8.
 
@@ -42,12 +58,7 @@ class VGG16(Classifier):
         batch_norm: bool = False,
         in_channels: int = 3,
     ) -> None:
-        if not (isinstance(width, (int, float)) and width > 0 and math.isfinite(width)):
-            raise FcnsegError(f"VGG16 width must be a number above 0, got {width!r}")
-        if isinstance(fc_width, bool) or not isinstance(fc_width, int) or fc_width < 1:
-            raise FcnsegError(
-                f"VGG16 fc_width must be a whole number of at least 1, got {fc_width!r}"
-            )
+        check_widths(width, fc_width)
         super().__init__()
         for block, widths in _BLOCKS:
             for i, full_width in enumerate(widths, start=1):

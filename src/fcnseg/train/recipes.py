@@ -45,6 +45,7 @@ from fcnseg.data import PATH_OPTIONS, SYNTHETIC, split_names
 from fcnseg.errors import FcnsegError
 from fcnseg.models import MODELS
 from fcnseg.models.fcn import GEOMETRIES
+from fcnseg.models.vgg import check_widths
 from fcnseg.runtime import AMP_MODES, DEVICES
 from fcnseg.train.loss import NORMALIZATIONS
 from fcnseg.train.optim import LR_POLICIES, OPTIMIZERS
@@ -173,12 +174,7 @@ class TrainConfig:
             raise FcnsegError("eval_every, jitter and workers must not be negative")
         if not 0 < self.loss_sampling <= 1:
             raise FcnsegError(f"loss_sampling must be in (0, 1], got {self.loss_sampling}")
-        width = self.backbone.get("width", 1.0)
-        if not (isinstance(width, (int, float)) and 0 < width < float("inf")):
-            raise FcnsegError(f"backbone width must be a number above 0, got {width!r}")
-        fc_width = self.backbone.get("fc_width", 1)
-        if isinstance(fc_width, bool) or not isinstance(fc_width, int) or fc_width < 1:
-            raise FcnsegError(f"backbone fc_width must be at least 1, got {fc_width!r}")
+        check_widths(self.backbone.get("width", 1.0), self.backbone.get("fc_width", 4096))
         if self.lr <= 0:
             raise FcnsegError(f"lr must be positive, got {self.lr}")
         if self.class_weights is not None and self.median_frequency:
