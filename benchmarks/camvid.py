@@ -94,6 +94,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "result is then not the recipe's, and the results' settings record S)",
     )
     parser.add_argument(
+        "--scale",
+        type=positive_float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        help="random rescaling by a factor in [MIN, MAX] instead of the recipe's 0.75 1.5 (as "
+        "fcnseg train --scale; the result is then not the recipe's, and the results' settings "
+        "record it)",
+    )
+    parser.add_argument(
         "--steps",
         type=int,
         nargs=3,
@@ -240,6 +249,8 @@ def run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.colour_jitter is not None:
         overrides["colour_jitter"] = args.colour_jitter
+    if args.scale is not None:
+        overrides["scale"] = args.scale
     if args.amp is not None:
         overrides["amp"] = args.amp
     config = recipe(RECIPE, root=str(args.root), train_split=args.train_split, **overrides)
