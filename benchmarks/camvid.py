@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -199,6 +200,10 @@ def ship(checkpoint: Path, record: dict[str, Any]) -> Path:
     model, its metadata completed with the val metrics it reproduces."""
     state, meta = load_checkpoint(checkpoint)
     config = {**dict(meta.config or {}), "root": "../shared/data/camvid"}
+    if config.get("init") and Path(config["init"]).is_absolute():
+        # the stage it started from, named within its run folder: the training machine's
+        # own path would say nothing on another
+        config["init"] = os.path.relpath(config["init"], checkpoint.parent.parent.resolve())
     split = config.get("train_split", "train")
     source = (
         f"fcnseg train --recipe camvid-scratch --train-split {split} (benchmarks/camvid.py): "

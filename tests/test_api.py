@@ -68,6 +68,10 @@ def test_shipped_model_loads_in_eval_mode_with_its_record() -> None:
     assert meta.config["backbone"] == {"width": 0.25, "fc_width": 256, "batch_norm": True}
     assert round(100 * meta.metrics["mean_iu"], 2) == 77.37
     assert model.heads == {"out": 11} and model.in_channels == 3
+    # its record names the stage it started from and the data within the project, not the
+    # training machine's own paths
+    assert meta.config["init"] == "stage2-fcn16s-vgg16/last"
+    assert meta.config["root"] == "../shared/data/camvid"
 
 
 def test_a_checkpoint_of_the_first_format_loads_the_same(tmp_path: Path) -> None:
