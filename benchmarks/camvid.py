@@ -143,8 +143,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--results",
-        help="the JSON results (default: benchmarks/results/camvid-TRAIN_SPLIT.json; none with "
-        "--eval-only)",
+        help="the JSON results (default: OUT/results.json, in the run folder, so that no run "
+        "replaces the results under benchmarks/results/; none with --eval-only)",
     )
     parser.add_argument(
         "--ship", action="store_true", help=f"copy the FCN-8s into the package as '{SHIPPED_NAME}'"
@@ -154,7 +154,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.results is None and not args.eval_only:
-        args.results = f"benchmarks/results/camvid-{args.train_split}.json"
+        args.results = str(Path(args.out) / "results.json")
     return args
 
 
@@ -229,7 +229,7 @@ def positive_float(text: str) -> float:
     except ValueError:
         value = float("nan")
     if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"'{text}': expected a number above 0")
+        raise argparse.ArgumentTypeError(f"'{text}': expected a finite number above 0")
     return value
 
 
@@ -240,6 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     except FcnsegError as error:  # a bad setting or file: one line, as fcnseg's commands
         print(f"camvid.py: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # fit saved the stage at its step: the run goes on from there
+        print(
+            f"camvid.py: stopped; what {args.out} trained is saved, --resume goes on",
+            file=sys.stderr,
+        )
+        return 130
 
 
 def run(args: argparse.Namespace) -> int:
