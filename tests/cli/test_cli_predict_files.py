@@ -53,6 +53,19 @@ def test_predicting_into_the_inputs_own_folder_is_refused_and_writes_nothing(
     assert street.read_bytes() == original
 
 
+def test_the_refusal_names_the_input_whose_output_it_would_be(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # it named the last input of the folder, whatever output came first: "would write
+    # d/full.png into the folder of the input d/trunc.jpg"
+    folder = tmp_path / "d"
+    full, other = _image(folder / "full.jpg", seed=5), _image(folder / "trunc.jpg", seed=6)
+    assert _predict(checkpoint, str(full), str(other), "--out", str(folder)) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert f"would write {folder / 'full.png'} into the folder of the input {full};" in line
+    assert sorted(p.name for p in folder.iterdir()) == ["full.jpg", "trunc.jpg"]
+
+
 def test_same_stem_inputs_get_distinct_outputs_each_correct(
     checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

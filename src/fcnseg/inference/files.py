@@ -274,7 +274,8 @@ def _clashing(names: list[PurePath], kinds: Mapping[str, str]) -> set[int]:
 def _refuse_inputs(images: Sequence[ImageInput], plans: list[dict[str, Path]], out: Path) -> None:
     inputs = {_absolute(image.path).resolve(): image.path for image in images}
     folders = {key.parent: path for key, path in inputs.items()}
-    for plan in plans:
+    for image, plan in zip(images, plans, strict=True):
+        own = _absolute(image.path).resolve()
         for path in plan.values():
             key = _absolute(path).resolve()
             if key in inputs:
@@ -283,9 +284,11 @@ def _refuse_inputs(images: Sequence[ImageInput], plans: list[dict[str, Path]], o
                     "nothing written; give another --out (default ./predictions)"
                 )
             if key.parent in folders:
+                # name the image whose output it is where it shares that folder
+                beside = image.path if own.parent == key.parent else folders[key.parent]
                 raise FcnsegError(
                     f"--out {out} would write {path} into the folder of the input "
-                    f"{folders[key.parent]}; nothing written; the images' own folders are "
+                    f"{beside}; nothing written; the images' own folders are "
                     "never written: give another --out (default ./predictions)"
                 )
 
