@@ -337,6 +337,9 @@ def run(args: argparse.Namespace) -> int:
             for stage, path in zip(stages, checkpoints, strict=True)
             if stage.model in records
         },
+        # what train_seconds measures, as a one-step stage records 0 and a resumed one its pause
+        "train_seconds_measure": "each stage's log, from the end of its first step to the end "
+        "of its last (a stage resumed after a stop includes the pause)",
         "train_seconds": {
             stage.model: stage_seconds(folder)
             for stage, folder in zip(stages, folders, strict=True)
