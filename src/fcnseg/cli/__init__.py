@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from fcnseg.errors import FcnsegError
 
 # Modules under fcnseg.cli, one per subcommand (``fcnseg eval`` lives in ``evaluate``).
-COMMANDS = ("train", "evaluate", "report", "predict", "demo", "convert", "export", "bench")
+COMMANDS = (
+    "train",
+    "evaluate",
+    "report",
+    "predict",
+    "info",
+    "demo",
+    "convert",
+    "export",
+    "bench",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"fcnseg {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of the output went away (`fcnseg info m --json | head`): as a shell tool
+        # does, stop quietly; stdout goes to devnull so that Python's flush at exit is quiet too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
