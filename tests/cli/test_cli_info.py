@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 import fcnseg
 from fcnseg.cli import main
-from fcnseg.io.weights import WEIGHTS_DIR
+from fcnseg.io.weights import WEIGHTS_DIR, save_weights
 
 
 def test_the_shipped_models_record_is_shown(capsys: pytest.CaptureFixture[str]) -> None:
@@ -86,3 +86,13 @@ def test_a_reader_that_goes_away_ends_it_quietly(
         monkeypatch.setattr("sys.stdout", ClosedPipe(stand_in.fileno()))
         assert main(["info", "camvid-fcn8s", "--json"]) == 141
     assert capsys.readouterr().err == ""
+
+
+def test_a_stopped_run_says_how_far_it_got(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = fcnseg.load_model(checkpoint)
+    meta = model.meta.replace(iteration=4, config={"train_split": "train", "max_iter": 10})
+    save_weights(tmp_path / "stopped.safetensors", model.state_dict(), meta)
+    assert main(["info", str(tmp_path / "stopped.safetensors")]) == 0
+    assert "trained: synthetic train, 4 of 10 steps" in capsys.readouterr().out.splitlines()

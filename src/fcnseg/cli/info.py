@@ -84,7 +84,11 @@ def describe(meta: ModelMeta, parameters: int) -> list[str]:
             f"{meta.dataset or config.get('dataset', '?')} {config.get('train_split', '')}".strip()
         ]
         if meta.iteration is not None:
-            trained.append(f"{meta.iteration} steps")
+            planned = config.get("max_iter")
+            unfinished = isinstance(planned, int) and meta.iteration < planned
+            trained.append(
+                f"{meta.iteration} of {planned} steps" if unfinished else f"{meta.iteration} steps"
+            )
         for key in ("recipe", "optimizer", "lr", "batch_size", "amp"):
             if config.get(key) is not None:
                 trained.append(
