@@ -96,3 +96,14 @@ def test_a_stopped_run_says_how_far_it_got(
     save_weights(tmp_path / "stopped.safetensors", model.state_dict(), meta)
     assert main(["info", str(tmp_path / "stopped.safetensors")]) == 0
     assert "trained: synthetic train, 4 of 10 steps" in capsys.readouterr().out.splitlines()
+
+
+def test_a_runs_training_state_points_to_its_weights(
+    checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # best.state.pt was called "a TorchScript or PyTorch file" to be converted
+    state = checkpoint.with_name("best.state.pt")
+    state.write_bytes(b"state")
+    assert main(["info", str(state)]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert "a run's training state" in line and str(checkpoint) in line

@@ -469,6 +469,13 @@ def resolve(spec: str | os.PathLike[str]) -> Path:
             f"{spec}: an ONNX export, which only fcnseg predict runs; give the .safetensors "
             "weights it was exported from"
         )
+    if path.name.endswith(".state.pt") and path.is_file():
+        # a run's training state (optimizer, step), saved beside its weights
+        weights = path.with_name(path.name[: -len(".state.pt")] + ".safetensors")
+        raise FcnsegError(
+            f"{spec}: a run's training state (optimizer and step), not a model; give its "
+            f"weights, {weights}, or the run folder"
+        )
     if path.suffix.lower() in (".pt", ".ts") and path.is_file():
         raise FcnsegError(
             f"{spec}: a TorchScript or PyTorch file, which fcnseg does not run (TorchScript "
