@@ -104,6 +104,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "record it)",
     )
     parser.add_argument(
+        "--ohem-thresh",
+        type=positive_float,
+        metavar="P",
+        help="online hard example mining, as fcnseg train --ohem-thresh: only pixels whose "
+        "true class has a probability below P count in the loss (the recipe: none; the result "
+        "is then not the recipe's, and the results' settings record it)",
+    )
+    parser.add_argument(
+        "--ohem-min-kept",
+        type=positive_int,
+        metavar="PIXELS",
+        help="under --ohem-thresh, the fewest pixels a batch keeps (default: 100000, a quarter "
+        "of a batch of four 320x320 crops)",
+    )
+    parser.add_argument(
         "--steps",
         type=int,
         nargs=3,
@@ -264,6 +279,10 @@ def run(args: argparse.Namespace) -> int:
         overrides["scale"] = args.scale
     if args.amp is not None:
         overrides["amp"] = args.amp
+    if args.ohem_thresh is not None:
+        overrides["ohem_thresh"] = args.ohem_thresh
+    if args.ohem_min_kept is not None:
+        overrides["ohem_min_kept"] = args.ohem_min_kept
     config = recipe(RECIPE, root=str(args.root), train_split=args.train_split, **overrides)
     if args.width is not None or args.fc_width is not None:
         width = config.backbone["width"] if args.width is None else args.width

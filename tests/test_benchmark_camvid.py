@@ -53,3 +53,14 @@ def test_a_scale_that_is_not_a_finite_positive_factor_is_refused(
 
 def test_a_scale_range_is_recorded_as_given(camvid: ModuleType) -> None:
     assert camvid.parse_args(["--scale", "0.5", "2"]).scale == [0.5, 2.0]
+
+
+def test_ohem_settings_are_taken_as_given_and_nonsense_refused(
+    camvid: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = camvid.parse_args(["--ohem-thresh", "0.7", "--ohem-min-kept", "100000"])
+    assert (args.ohem_thresh, args.ohem_min_kept) == (0.7, 100000)
+    assert camvid.parse_args([]).ohem_thresh is None  # the recipe: no mining
+    with pytest.raises(SystemExit):
+        camvid.parse_args(["--ohem-thresh", "nan"])
+    assert "expected a finite number above 0" in capsys.readouterr().err

@@ -130,3 +130,22 @@ def test_held_out_dataset_must_match_the_training_one(
     assert main(args) == 1
     line = one_error_line(capsys.readouterr().err)
     assert str(folder_dataset) in line and "classes or mean" in line
+
+
+def test_ohem_flags_reach_the_run_and_a_resume_may_not_change_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "synthetic", "--recipe", "scratch", "--out", str(out), *TINY]
+    ohem = ["--ohem-thresh", "0.7", "--ohem-min-kept", "50"]
+    assert main([*args, *ohem, "--max-iter", "2", "--eval-every", "0"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["ohem_thresh"], config["ohem_min_kept"]) == (0.7, 50)
+    losses = [e["loss"] for e in read_log(out) if "loss" in e]
+    assert len(losses) == 2 and all(loss > 0 for loss in losses)
+
+    resume = ["train", "--resume", "--out", str(out), "--max-iter", "3", "--no-progress"]
+    assert main([*resume, "--ohem-thresh", "0.5"]) == 1
+    assert "--ohem-thresh 0.5 (saved 0.7)" in one_error_line(capsys.readouterr().err)
+    assert main(["train", *args[1:], "--ohem-thresh", "1.5", "--out", str(tmp_path / "b")]) == 1
+    assert "ohem_thresh must be in (0, 1]" in one_error_line(capsys.readouterr().err)

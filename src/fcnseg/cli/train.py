@@ -75,6 +75,9 @@ _FIELDS = {
     "max_iter": "optimiser steps of the run (extends a resumed run)",
     "loss_normalize": "the loss summed (the reference) or averaged over pixels",
     "loss_sampling": "keep each final-layer cell's loss with probability P (section 3.4)",
+    "ohem_thresh": "online hard example mining: only pixels whose true class has a "
+    "probability below P count in the loss (not in the paper; mmsegmentation's OHEM)",
+    "ohem_min_kept": "under --ohem-thresh, the fewest pixels a forward pass keeps, the hardest",
     "mirror": "random left-right mirroring",
     "jitter": "random translation of up to this many pixels",
     "scale": "random rescaling by a factor in [MIN, MAX]",
@@ -204,10 +207,22 @@ _CHOICES = {
     "amp": AMP_MODES,
     "device": DEVICES,
 }
-_FLOATS = ("lr", "momentum", "weight_decay", "loss_sampling", "colour_jitter")
-_INTS = ("batch_size", "iter_size", "max_iter", "jitter", "crop", "eval_every", "seed", "workers")
+_FLOATS = ("lr", "momentum", "weight_decay", "loss_sampling", "ohem_thresh", "colour_jitter")
+_INTS = (
+    "batch_size",
+    "iter_size",
+    "max_iter",
+    "ohem_min_kept",
+    "jitter",
+    "crop",
+    "eval_every",
+    "seed",
+    "workers",
+)
 _METAVARS = {
     "loss_sampling": "P",
+    "ohem_thresh": "P",
+    "ohem_min_kept": "PIXELS",
     "colour_jitter": "S",
     "jitter": "PIXELS",
     "crop": "SIZE",

@@ -19,9 +19,11 @@ from fcnseg.train.loop import (
     train_steps,
 )
 from fcnseg.train.loss import (
+    Ohem,
     class_frequencies,
     loss_sampling_mask,
     median_frequency_weights,
+    ohem_mask,
     pixel_loss,
 )
 from fcnseg.train.optim import build_optimizer, learning_rate, param_groups, set_learning_rate
@@ -40,6 +42,7 @@ __all__ = [
     "CheckpointFiles",
     "DivergedError",
     "FitResult",
+    "Ohem",
     "StopCondition",
     "TrainConfig",
     "TrainState",
@@ -54,6 +57,7 @@ __all__ = [
     "load_training_state",
     "loss_sampling_mask",
     "median_frequency_weights",
+    "ohem_mask",
     "param_groups",
     "pixel_loss",
     "recipe",

@@ -47,7 +47,7 @@ from fcnseg.train.checkpoint import (
 )
 from fcnseg.train.data import build_datasets, check_data, class_weights_for
 from fcnseg.train.log import RunLog
-from fcnseg.train.loss import loss_sampling_mask, pixel_loss
+from fcnseg.train.loss import Ohem, loss_sampling_mask, pixel_loss
 from fcnseg.train.optim import build_optimizer, learning_rate, set_learning_rate
 from fcnseg.train.recipes import (
     TrainConfig,
@@ -96,7 +96,7 @@ class StepSettings:
     """What a training step needs to know besides the net and the data.
 
     ``loss_sampling`` is the probability of keeping a final-layer cell's loss, or None for
-    whole-image training.
+    whole-image training; ``ohem`` the hard example mining of pixels, or None for none.
     """
 
     device: torch.device
@@ -107,6 +107,7 @@ class StepSettings:
     score_geometry: Geometry
     ignore_index: int
     distributed: bool
+    ohem: Ohem | None = None
 
 
 def train_step(
@@ -154,6 +155,7 @@ def train_step(
                 class_weights=settings.class_weights,
                 keep=keep,
                 ignore_index=settings.ignore_index,
+                ohem=settings.ohem,
             ) / len(passes)
             scaler.scale(loss).backward()
         total += float(loss.detach())
@@ -424,6 +426,7 @@ def fit(
         model.coarse_geometry,
         info.ignore_index,
         context.distributed,
+        None if config.ohem_thresh is None else Ohem(config.ohem_thresh, config.ohem_min_kept),
     )
     passes = _passes(
         train_set, config, context, state.iteration, info.ignore_index, skip_bad_images

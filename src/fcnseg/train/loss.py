@@ -1,4 +1,5 @@
-"""The per-pixel multinomial logistic loss (section 4), its class weights and loss sampling.
+"""The per-pixel multinomial logistic loss (section 4), its class weights, loss sampling and
+online hard example mining.
 
 The reference trains with Caffe's ``SoftmaxWithLoss(normalize=False, ignore_label=255)``: the
 negative log-likelihood summed over every non-void pixel of the batch, with a learning rate
@@ -9,6 +10,7 @@ pixels instead, for learning rates of the usual size.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 
 import torch
@@ -27,12 +29,15 @@ def pixel_loss(
     class_weights: torch.Tensor | None = None,
     keep: torch.Tensor | None = None,
     ignore_index: int = 255,
+    ohem: Ohem | None = None,
 ) -> torch.Tensor:
     """``sum_p w[y_p] * -log softmax(scores_p)[y_p]`` over the counted pixels ``p``.
 
     A pixel counts unless it is void or dropped by ``keep``. With ``normalize="mean"`` the sum
     is divided by the number of counted pixels (not by the sum of their weights, so weights
-    scale the loss as given); a batch with no counted pixel has loss 0.
+    scale the loss as given); a batch with no counted pixel has loss 0. With ``ohem`` only the
+    hard pixels among the counted ones add their loss (:func:`ohem_mask`), and the mean stays
+    over all counted pixels, so the easy pixels count as a loss of 0.
 
     A net with several heads (SIFT Flow's ``sem`` and ``geo``) gives a dict of scores and its
     labels one channel per head, in the dict's order; the loss is the sum of the heads' losses,
@@ -47,6 +52,7 @@ def pixel_loss(
         class_weights: K weights, one per class (of the first head); None weighs every class 1.
         keep: N x H x W booleans, False for pixels whose loss is not sampled (section 3.4).
         ignore_index: the void label.
+        ohem: online hard example mining of each head's pixels, or None for none.
 
     Returns:
         The scalar loss, in float32.
@@ -62,12 +68,18 @@ def pixel_loss(
             )
         losses = [
             _head_loss(
-                head, labels[:, t], normalize, class_weights if t == 0 else None, keep, ignore_index
+                head,
+                labels[:, t],
+                normalize,
+                class_weights if t == 0 else None,
+                keep,
+                ignore_index,
+                ohem,
             )
             for t, head in enumerate(heads)
         ]
         return torch.stack(losses).sum()
-    return _head_loss(scores, labels, normalize, class_weights, keep, ignore_index)
+    return _head_loss(scores, labels, normalize, class_weights, keep, ignore_index, ohem)
 
 
 def _head_loss(
@@ -77,6 +89,7 @@ def _head_loss(
     class_weights: torch.Tensor | None,
     keep: torch.Tensor | None,
     ignore_index: int,
+    ohem: Ohem | None,
 ) -> torch.Tensor:
     """:func:`pixel_loss` of one head: N x K x H x W scores, N x H x W labels."""
     counted = labels != ignore_index
@@ -85,12 +98,74 @@ def _head_loss(
     targets = torch.where(counted, labels, torch.zeros_like(labels))
     # Per-pixel -log p(y); float32 so that a bf16/fp16 forward pass sums its loss exactly.
     nll = F.cross_entropy(scores.float(), targets, reduction="none")
+    added = counted
+    if ohem is not None:  # p(y) = exp(-nll): the softmax already taken
+        added = _hard_pixels(torch.exp(-nll.detach()), counted, ohem)
     if class_weights is not None:
         nll = nll * class_weights.to(nll.device, nll.dtype)[targets]
-    total = (nll * counted).sum()
+    total = (nll * added).sum()
     if normalize == "sum":
         return total
     return total / counted.sum().clamp(min=1)
+
+
+@dataclass(frozen=True)
+class Ohem:
+    """Online hard example mining of pixels: which pixels' loss a step keeps.
+
+    A pixel is hard when the net gives its true class a probability below ``thresh``; a step
+    keeps at least the ``min_kept`` hardest pixels of its batch (all of them when it has fewer),
+    so that late in training, when few pixels are below the threshold, the loss still has
+    pixels to learn from. This is mmsegmentation's ``OHEMPixelSampler(thresh, min_kept)``
+    (itself after Shrivastava et al., CVPR 2016, for detection, and the pixel version of Wu et
+    al., "Bridging category-level and instance-level semantic image segmentation", 2016); not
+    in the FCN paper, whose loss counts every pixel.
+    """
+
+    thresh: float = 0.7
+    min_kept: int = 100_000
+
+    def __post_init__(self) -> None:
+        if not 0 < self.thresh <= 1:
+            raise ValueError(f"the OHEM threshold must be in (0, 1], got {self.thresh}")
+        if self.min_kept < 0:
+            raise ValueError(f"the OHEM min_kept must not be negative, got {self.min_kept}")
+
+
+def ohem_mask(
+    scores: torch.Tensor, labels: torch.Tensor, counted: torch.Tensor, ohem: Ohem
+) -> torch.Tensor:
+    """The hard pixels among the ``counted`` ones (:class:`Ohem`); no gradient flows here.
+
+    Kept: every counted pixel whose true class has probability ``< ohem.thresh``, and the
+    ``ohem.min_kept`` counted pixels of lowest probability (ties at the cut as ``torch.topk``
+    breaks them), whichever are more. The same set as mmsegmentation's sampler but for ties
+    at its threshold.
+
+    Args:
+        scores: N x K x H x W class scores (any float dtype; the softmax is taken in float32).
+        labels: N x H x W classes, each in [0, K) where ``counted`` (others are not read).
+        counted: N x H x W booleans, the pixels eligible (not void, sampled).
+        ohem: the threshold and the minimum kept.
+
+    Returns:
+        N x H x W booleans, True for the kept pixels; a subset of ``counted``.
+    """
+    with torch.no_grad():
+        targets = torch.where(counted, labels, torch.zeros_like(labels))
+        prob = F.softmax(scores.float(), dim=1).gather(1, targets.unsqueeze(1)).squeeze(1)
+        return _hard_pixels(prob, counted, ohem)
+
+
+def _hard_pixels(prob: torch.Tensor, counted: torch.Tensor, ohem: Ohem) -> torch.Tensor:
+    """:func:`ohem_mask` from each pixel's probability of its true class (N x H x W)."""
+    prob = prob.masked_fill(~counted, float("inf"))  # never among the hardest
+    hard = prob < ohem.thresh
+    wanted = min(ohem.min_kept, int(counted.sum()))
+    if int(hard.sum()) < wanted:
+        hardest = prob.reshape(-1).topk(wanted, largest=False).indices
+        hard = hard.reshape(-1).index_fill(0, hardest, True).reshape(hard.shape)
+    return hard & counted
 
 
 def loss_sampling_mask(

@@ -88,6 +88,10 @@ class TrainConfig:
             square root, a milder push towards the rare classes, as the shipped CamVid model).
         loss_sampling: probability ``p`` of keeping each final-layer cell's loss (section
             3.4); below 1 the images per step grow by ``1/p`` (more accumulated passes).
+        ohem_thresh: online hard example mining (``fcnseg.train.loss.Ohem``): only the pixels
+            whose true class has a probability below this count in the loss, at least
+            ``ohem_min_kept`` of them per forward pass (the hardest); None for none (the paper).
+        ohem_min_kept: the fewest pixels a forward pass keeps under OHEM.
         mirror: random left-right mirroring (section 4.3).
         jitter: random translation of up to this many pixels (section 4.3 uses 32); 0 for none.
         scale: random rescaling by a factor in [min, max], or None.
@@ -143,6 +147,8 @@ class TrainConfig:
     median_frequency: bool = False
     median_frequency_power: float = 1.0
     loss_sampling: float = 1.0
+    ohem_thresh: float | None = None
+    ohem_min_kept: int = 100_000
     mirror: bool = False
     jitter: int = 0
     scale: list[float] | None = None
@@ -174,6 +180,10 @@ class TrainConfig:
             raise FcnsegError("eval_every, jitter and workers must not be negative")
         if not 0 < self.loss_sampling <= 1:
             raise FcnsegError(f"loss_sampling must be in (0, 1], got {self.loss_sampling}")
+        if self.ohem_thresh is not None and not 0 < self.ohem_thresh <= 1:
+            raise FcnsegError(f"ohem_thresh must be in (0, 1], got {self.ohem_thresh}")
+        if self.ohem_min_kept < 0:
+            raise FcnsegError(f"ohem_min_kept must not be negative, got {self.ohem_min_kept}")
         check_widths(self.backbone.get("width", 1.0), self.backbone.get("fc_width", 4096))
         if self.lr <= 0:
             raise FcnsegError(f"lr must be positive, got {self.lr}")
