@@ -20,7 +20,7 @@ from fcnseg.evaluation import format_table, write_metrics
 from fcnseg.io.atomic import atomic_write
 from fcnseg.models import FCN
 from fcnseg.report import GalleryRow, plot_gallery, write_report
-from fcnseg.train import TrainConfig, fit, recipe
+from fcnseg.train import CheckpointFiles, TrainConfig, fit, recipe
 from fcnseg.train.recipes import recipe_settings
 
 
@@ -132,8 +132,9 @@ def _clear_run(folder: Path) -> None:
     if not folder.is_dir():
         return
     for stem in ("best", "last"):
-        for suffix in (".safetensors", ".json", ".state.pt"):
-            (folder / f"{stem}{suffix}").unlink(missing_ok=True)
+        files = CheckpointFiles.of(folder / stem)
+        for path in (files.weights, files.weights.with_suffix(".json"), files.state):
+            path.unlink(missing_ok=True)
     for name in ("log.jsonl", "config.json"):
         (folder / name).unlink(missing_ok=True)
 

@@ -51,6 +51,9 @@ MAX_METADATA_BYTES = 1 << 20
 # record): a VGG16 FCN's is about 10 kB. Checked before safetensors parses it.
 MAX_HEADER_BYTES = 16 << 20
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+# A training run saves what resuming needs besides the weights (optimiser, step) in
+# ``<checkpoint>.state.pt`` beside ``<checkpoint>.safetensors`` (fcnseg.train.checkpoint).
+STATE_SUFFIX = ".state.pt"
 
 
 @dataclass(frozen=True)
@@ -469,9 +472,9 @@ def resolve(spec: str | os.PathLike[str]) -> Path:
             f"{spec}: an ONNX export, which only fcnseg predict runs; give the .safetensors "
             "weights it was exported from"
         )
-    if path.name.endswith(".state.pt") and path.is_file():
+    if path.name.endswith(STATE_SUFFIX) and path.is_file():
         # a run's training state (optimizer, step), saved beside its weights
-        weights = path.with_name(path.name[: -len(".state.pt")] + ".safetensors")
+        weights = path.with_name(path.name[: -len(STATE_SUFFIX)] + ".safetensors")
         raise FcnsegError(
             f"{spec}: a run's training state (optimizer and step), not a model; give its "
             f"weights, {weights}, or the run folder"

@@ -40,7 +40,13 @@ from fcnseg.convention import InputConvention
 from fcnseg.data import DatasetInfo
 from fcnseg.errors import FcnsegError
 from fcnseg.io.atomic import atomic_write
-from fcnseg.io.weights import ModelMeta, load_state_dict, read_weights, save_weights
+from fcnseg.io.weights import (
+    STATE_SUFFIX,
+    ModelMeta,
+    load_state_dict,
+    read_weights,
+    save_weights,
+)
 from fcnseg.train import distributed
 from fcnseg.train.recipes import TrainConfig
 
@@ -64,7 +70,7 @@ class CheckpointFiles:
         if path.suffix in (".safetensors", ".json"):
             path = path.with_suffix("")
         return cls(
-            path.with_name(path.name + ".safetensors"), path.with_name(path.name + ".state.pt")
+            path.with_name(path.name + ".safetensors"), path.with_name(path.name + STATE_SUFFIX)
         )
 
     @property
