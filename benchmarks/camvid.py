@@ -105,18 +105,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--ohem-thresh",
-        type=positive_float,
+        type=float,
         metavar="P",
         help="online hard example mining, as fcnseg train --ohem-thresh: only pixels whose "
-        "true class has a probability below P count in the loss (the recipe: none; the result "
-        "is then not the recipe's, and the results' settings record it)",
+        "true class has a probability below P, in (0, 1], count in the loss (the recipe: none; "
+        "the result is then not the recipe's, and the results' settings record it)",
     )
     parser.add_argument(
         "--ohem-min-kept",
-        type=positive_int,
+        type=int,
         metavar="PIXELS",
-        help="under --ohem-thresh, the fewest pixels a batch keeps (default: 100000, a quarter "
-        "of a batch of four 320x320 crops)",
+        help="under --ohem-thresh, the fewest pixels a forward pass keeps, the hardest "
+        "(default: 100000, a quarter of the recipe's batch of four 320x320 crops)",
     )
     parser.add_argument(
         "--steps",
@@ -168,6 +168,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--eval-only", action="store_true", help="score the stages already trained in --out"
     )
     args = parser.parse_args(argv)
+    if args.ohem_min_kept is not None and args.ohem_thresh is None:
+        parser.error("--ohem-min-kept is the minimum of --ohem-thresh's mining: give both")
     if args.results is None and not args.eval_only:
         args.results = str(Path(args.out) / "results.json")
     return args

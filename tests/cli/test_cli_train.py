@@ -149,3 +149,5 @@ def test_ohem_flags_reach_the_run_and_a_resume_may_not_change_them(
     assert "--ohem-thresh 0.5 (saved 0.7)" in one_error_line(capsys.readouterr().err)
     assert main(["train", *args[1:], "--ohem-thresh", "1.5", "--out", str(tmp_path / "b")]) == 1
     assert "ohem_thresh must be in (0, 1]" in one_error_line(capsys.readouterr().err)
+    assert main(["train", *args[1:], "--ohem-min-kept", "9", "--out", str(tmp_path / "c")]) == 1
+    assert "give both" in one_error_line(capsys.readouterr().err)

@@ -135,3 +135,18 @@ def test_the_loss_mines_the_pixels_ohem_mask_names() -> None:
     assert scores.grad is not None
     moved = scores.grad.abs().sum(dim=1) > 0
     assert torch.equal(moved, ohem_mask(scores.detach(), labels, labels != VOID, ohem))
+
+
+def test_wrong_types_and_shapes_are_refused_before_any_mining() -> None:
+    with pytest.raises(TypeError):
+        Ohem(0.7, 2.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Ohem(True, 10)
+    scores, labels, _ = two_class_scores(Z)
+    counted = torch.ones_like(labels, dtype=torch.bool)
+    with pytest.raises(ValueError, match="N x K x H x W"):
+        ohem_mask(scores[0], labels, counted, Ohem())
+    with pytest.raises(ValueError, match="booleans"):
+        ohem_mask(scores, labels, counted.float(), Ohem())
+    with pytest.raises(ValueError, match="booleans"):
+        ohem_mask(scores, labels, counted[:, :1], Ohem())

@@ -76,8 +76,10 @@ _FIELDS = {
     "loss_normalize": "the loss summed (the reference) or averaged over pixels",
     "loss_sampling": "keep each final-layer cell's loss with probability P (section 3.4)",
     "ohem_thresh": "online hard example mining: only pixels whose true class has a "
-    "probability below P count in the loss (not in the paper; mmsegmentation's OHEM)",
-    "ohem_min_kept": "under --ohem-thresh, the fewest pixels a forward pass keeps, the hardest",
+    "probability below P, in (0, 1], count in the loss; the mean stays over all non-void "
+    "pixels (not in the paper; mmsegmentation's OHEM)",
+    "ohem_min_kept": "under --ohem-thresh, the fewest pixels a forward pass keeps, the "
+    "hardest (a pass of fewer pixels is not mined)",
     "mirror": "random left-right mirroring",
     "jitter": "random translation of up to this many pixels",
     "scale": "random rescaling by a factor in [MIN, MAX]",
@@ -323,6 +325,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {
         name: getattr(args, name) for name in _FIELDS if getattr(args, name) is not None
     }
+    if args.ohem_min_kept is not None and args.ohem_thresh is None:
+        raise FcnsegError("--ohem-min-kept is the minimum of --ohem-thresh's mining: give both")
     if args.model is not None:
         overrides["model"] = args.model
     if args.dataset is not None:

@@ -113,19 +113,28 @@ def _head_loss(
 class Ohem:
     """Online hard example mining of pixels: which pixels' loss a step keeps.
 
-    A pixel is hard when the net gives its true class a probability below ``thresh``; a step
-    keeps at least the ``min_kept`` hardest pixels of its batch (all of them when it has fewer),
-    so that late in training, when few pixels are below the threshold, the loss still has
-    pixels to learn from. This is mmsegmentation's ``OHEMPixelSampler(thresh, min_kept)``
-    (itself after Shrivastava et al., CVPR 2016, for detection, and the pixel version of Wu et
-    al., "Bridging category-level and instance-level semantic image segmentation", 2016); not
+    A pixel is hard when the net gives its true class a probability below ``thresh``; each
+    forward pass (``iter_size`` of them per step) keeps at least its ``min_kept`` hardest
+    pixels, so that late in training, when few pixels are below the threshold, the loss still
+    has pixels to learn from; a pass of fewer pixels than ``min_kept`` keeps them all (is not
+    mined). This is mmsegmentation's ``OHEMPixelSampler(thresh, min_kept)`` (itself after
+    Shrivastava et al., CVPR 2016, for detection, and the pixel version of Wu et al.,
+    "Bridging category-level and instance-level semantic image segmentation", 2016); not
     in the FCN paper, whose loss counts every pixel.
+
+    Raises:
+        TypeError: ``thresh`` is not a number or ``min_kept`` not a whole number.
+        ValueError: ``thresh`` outside (0, 1] or ``min_kept`` negative.
     """
 
     thresh: float = 0.7
     min_kept: int = 100_000
 
     def __post_init__(self) -> None:
+        if isinstance(self.thresh, bool) or not isinstance(self.thresh, (int, float)):
+            raise TypeError(f"the OHEM threshold must be a number, got {self.thresh!r}")
+        if isinstance(self.min_kept, bool) or not isinstance(self.min_kept, int):
+            raise TypeError(f"the OHEM min_kept must be a whole number, got {self.min_kept!r}")
         if not 0 < self.thresh <= 1:
             raise ValueError(f"the OHEM threshold must be in (0, 1], got {self.thresh}")
         if self.min_kept < 0:
@@ -150,7 +159,20 @@ def ohem_mask(
 
     Returns:
         N x H x W booleans, True for the kept pixels; a subset of ``counted``.
+
+    Raises:
+        ValueError: the shapes do not match, or ``counted`` is not boolean.
     """
+    if scores.dim() != 4 or labels.shape != (scores.shape[0], *scores.shape[2:]):
+        raise ValueError(
+            f"ohem_mask needs N x K x H x W scores and N x H x W labels, got "
+            f"{tuple(scores.shape)} and {tuple(labels.shape)}"
+        )
+    if counted.shape != labels.shape or counted.dtype != torch.bool:
+        raise ValueError(
+            f"counted must be N x H x W booleans like the labels {tuple(labels.shape)}, got "
+            f"{counted.dtype} {tuple(counted.shape)}"
+        )
     with torch.no_grad():
         targets = torch.where(counted, labels, torch.zeros_like(labels))
         prob = F.softmax(scores.float(), dim=1).gather(1, targets.unsqueeze(1)).squeeze(1)
