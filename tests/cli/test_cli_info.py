@@ -107,3 +107,15 @@ def test_a_runs_training_state_points_to_its_weights(
     assert main(["info", str(state)]) == 1
     line = one_error_line(capsys.readouterr().err)
     assert "a run's training state" in line and str(checkpoint) in line
+
+
+def test_a_run_mined_by_ohem_says_so(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = fcnseg.load_model(checkpoint)
+    config = {"train_split": "train", "ohem_thresh": 0.7, "ohem_min_kept": 1000}
+    meta = model.meta.replace(iteration=4, config=config)
+    save_weights(tmp_path / "mined.safetensors", model.state_dict(), meta)
+    assert main(["info", str(tmp_path / "mined.safetensors")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "trained: synthetic train, 4 steps, ohem 0.7 min_kept 1000" in lines

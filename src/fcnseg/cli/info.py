@@ -96,6 +96,8 @@ def describe(meta: ModelMeta, parameters: int) -> list[str]:
                     if isinstance(config[key], float)
                     else f"{key} {config[key]}"
                 )
+        if config.get("ohem_thresh") is not None:  # the loss was not the paper's
+            trained.append(f"ohem {config['ohem_thresh']:g} min_kept {config['ohem_min_kept']}")
         if config.get("init"):
             trained.append(f"from {config['init']}")
         lines.append("trained: " + ", ".join(trained))
