@@ -119,3 +119,21 @@ def test_a_run_mined_by_ohem_says_so(
     assert main(["info", str(tmp_path / "mined.safetensors")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "trained: synthetic train, 4 steps, ohem 0.7 min_kept 1000" in lines
+
+
+def test_a_training_checkpoint_names_the_split_its_metrics_were_scored_on(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # fit records the held-out split in the run's config, not in the metrics
+    model = fcnseg.load_model(checkpoint)
+    metrics = {"pixel_acc": 0.5, "mean_acc": 0.25, "mean_iu": 0.125, "fw_iu": 0.375}
+    for config, named in (
+        ({"val_split": "val"}, "metrics on val: "),
+        ({"val_dataset": "voc", "val_split": "seg11valid"}, "metrics on voc seg11valid: "),
+        ({"val_split": None}, "metrics on ?: "),
+    ):
+        meta = model.meta.replace(config=config, metrics=metrics)
+        save_weights(tmp_path / "scored.safetensors", model.state_dict(), meta)
+        assert main(["info", str(tmp_path / "scored.safetensors")]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert named + "pixel_acc 50.00, mean_acc 25.00, mean_iu 12.50, fw_iu 37.50" in lines

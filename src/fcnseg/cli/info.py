@@ -108,7 +108,11 @@ def describe(meta: ModelMeta, parameters: int) -> list[str]:
         if isinstance(metrics.get(name), float | int)
     ]
     if scores:
-        lines.append(f"metrics on {metrics.get('split', '?')}: {', '.join(scores)}")
+        # a training run's checkpoints hold the score of its held-out split, named in its config
+        held_out = " ".join(
+            str(config[key]) for key in ("val_dataset", "val_split") if config.get(key)
+        )
+        lines.append(f"metrics on {metrics.get('split') or held_out or '?'}: {', '.join(scores)}")
     if isinstance(metrics.get("iu"), dict):
         per_class = ", ".join(f"{name} {100 * value:.1f}" for name, value in metrics["iu"].items())
         lines.append(f"IU per class: {per_class}")
