@@ -44,7 +44,7 @@ from fcnseg.errors import FcnsegError
 from fcnseg.evaluation import METRIC_NAMES, evaluate, evaluation_loader, metrics_record
 from fcnseg.io.weights import WEIGHTS_DIR, load_model, save_weights
 from fcnseg.runtime import AMP_MODES, amp_dtype, choose_device, cpu_info
-from fcnseg.train import fit_staged, load_checkpoint, recipe, staged_configs
+from fcnseg.train import TrainConfig, fit_staged, load_checkpoint, recipe, staged_configs
 from fcnseg.train.data import class_weights_for
 from fcnseg.train.log import read_log
 from fcnseg.train.loop import time_budget
@@ -117,6 +117,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="PIXELS",
         help="under --ohem-thresh, the fewest pixels a forward pass keeps, the hardest "
         "(default: 100000, a quarter of the recipe's batch of four 320x320 crops)",
+    )
+    parser.add_argument(
+        "--median-frequency-power",
+        type=positive_float,
+        metavar="POWER",
+        help="the class weights are median frequency balancing's raised to POWER instead of the "
+        "recipe's 0.5, the square root (1 for median frequency balancing itself; the result is "
+        "then not the recipe's, and the results' settings record it)",
     )
     parser.add_argument(
         "--steps",
@@ -265,15 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    print("CPU:", json.dumps(cpu_info()), flush=True)
-    if not Path(args.root).is_dir():
-        print(f"{args.root}: no CamVid folder", file=sys.stderr)
-        return 1
-    out = Path(args.out)
-    # scored after training, so that the clock times training only
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The recipe's configuration with the command line's changes."""
     overrides: dict[str, Any] = {}
     if args.colour_jitter is not None:
         overrides["colour_jitter"] = args.colour_jitter
@@ -285,6 +286,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["ohem_thresh"] = args.ohem_thresh
     if args.ohem_min_kept is not None:
         overrides["ohem_min_kept"] = args.ohem_min_kept
+    if args.median_frequency_power is not None:
+        overrides["median_frequency_power"] = args.median_frequency_power
     config = recipe(RECIPE, root=str(args.root), train_split=args.train_split, **overrides)
     if args.width is not None or args.fc_width is not None:
         width = config.backbone["width"] if args.width is None else args.width
@@ -301,6 +304,19 @@ def run(args: argparse.Namespace) -> int:
             ],
             max_iter=args.steps[-1],
         )
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    print("CPU:", json.dumps(cpu_info()), flush=True)
+    if not Path(args.root).is_dir():
+        print(f"{args.root}: no CamVid folder", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    # scored after training, so that the clock times training only
+    config = config_from_args(args)
     # an amp mode the device cannot run fails here, before minutes of reading images
     amp_dtype(config.amp, choose_device(config.device))
     stages = staged_configs(config)
@@ -316,7 +332,10 @@ def run(args: argparse.Namespace) -> int:
             f"{time.perf_counter() - start:.0f} s"
         )
         weights = class_weights_for(config, train_set, train_set.info).tolist()
-        print("class weights (sqrt of median frequency):", " ".join(f"{w:.2f}" for w in weights))
+        print(
+            f"class weights (median frequency to the power {config.median_frequency_power:g}):",
+            " ".join(f"{w:.2f}" for w in weights),
+        )
         stop = time_budget(60 * args.budget_min) if args.budget_min is not None else None
         start = time.perf_counter()
         result = fit_staged(

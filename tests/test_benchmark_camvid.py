@@ -64,3 +64,27 @@ def test_ohem_settings_are_taken_as_given_and_nonsense_refused(
     with pytest.raises(SystemExit):
         camvid.parse_args(["--ohem-min-kept", "1000"])  # a minimum of no mining
     assert "give both" in capsys.readouterr().err
+
+
+def test_the_class_weights_power_reaches_the_config_and_nonsense_is_refused(
+    camvid: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe_config = camvid.config_from_args(camvid.parse_args([]))
+    assert (recipe_config.median_frequency, recipe_config.median_frequency_power) == (True, 0.5)
+    config = camvid.config_from_args(camvid.parse_args(["--median-frequency-power", "0.25"]))
+    assert config.median_frequency_power == 0.25
+    # nothing else of the recipe moves
+    assert {**config.to_dict(), "median_frequency_power": 0.5} == recipe_config.to_dict()
+    with pytest.raises(SystemExit):
+        camvid.parse_args(["--median-frequency-power", "0"])
+    assert "expected a finite number above 0" in capsys.readouterr().err
+
+
+def test_steps_and_ohem_reach_the_stages(camvid: ModuleType) -> None:
+    args = camvid.parse_args(
+        ["--steps", "6720", "2592", "4896", "--ohem-thresh", "0.7", "--ohem-min-kept", "100000"]
+    )
+    config = camvid.config_from_args(args)
+    assert [stage["max_iter"] for stage in config.stages] == [6720, 2592, 4896]
+    assert config.max_iter == 4896
+    assert (config.ohem_thresh, config.ohem_min_kept) == (0.7, 100000)
