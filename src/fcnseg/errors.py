@@ -7,3 +7,18 @@ class FcnsegError(ValueError):
     The message is one line that names the file or value and what was expected; the CLI prints
     it as it is, without a traceback.
     """
+
+
+class ConfigError(FcnsegError):
+    """A configuration field whose value is out of its range.
+
+    Attributes:
+        field: the field's name (``lr``), so that a command can name the flag that set it
+            (``--lr``) instead.
+        problem: what is wrong with the value, without the name (``must be positive, got -1``).
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field = field
+        self.problem = problem

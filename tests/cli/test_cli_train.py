@@ -148,6 +148,56 @@ def test_ohem_flags_reach_the_run_and_a_resume_may_not_change_them(
     assert main([*resume, "--ohem-thresh", "0.5"]) == 1
     assert "--ohem-thresh 0.5 (saved 0.7)" in one_error_line(capsys.readouterr().err)
     assert main(["train", *args[1:], "--ohem-thresh", "1.5", "--out", str(tmp_path / "b")]) == 1
-    assert "ohem_thresh must be in (0, 1]" in one_error_line(capsys.readouterr().err)
+    assert "--ohem-thresh must be in (0, 1]" in one_error_line(capsys.readouterr().err)
     assert main(["train", *args[1:], "--ohem-min-kept", "9", "--out", str(tmp_path / "c")]) == 1
     assert "give both" in one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--lr", "nan"], "--lr must be a finite number above 0, got nan"),
+        (["--lr", "-1"], "--lr must be a finite number above 0, got -1.0"),
+        (["--momentum", "1.5"], "--momentum must be in [0, 1), got 1.5"),  # once Adam's traceback
+        (["--weight-decay", "-0.5"], "--weight-decay must be finite and not negative, got -0.5"),
+        (["--loss-sampling", "nan"], "--loss-sampling must be in (0, 1], got nan"),
+        (["--scale", "2", "1"], "--scale must be two finite factors 0 < min <= max"),
+        (["--colour-jitter", "1"], "--colour-jitter must be in [0, 1), got 1.0"),
+        (["--crop", "0"], "--crop must be a positive size, got 0"),
+        (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    ],
+)
+def test_a_value_out_of_range_is_refused_in_one_line_naming_its_flag(
+    flags: list[str], said: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "synthetic", "--recipe", "scratch", "--out", str(out), *TINY]
+    assert main([*args, *flags, "--max-iter", "1"]) == 1
+    assert said in one_error_line(capsys.readouterr().err)
+    assert not out.exists() or not any(out.iterdir())  # refused before anything was written
+
+
+def test_a_resume_given_a_value_out_of_range_is_refused_naming_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "synthetic", "--recipe", "scratch", "--out", str(out), *TINY]
+    assert main([*args, "--max-iter", "1", "--eval-every", "0"]) == 0
+    capsys.readouterr()
+    resume = ["train", "--resume", "--out", str(out), "--no-progress"]
+    assert main([*resume, "--max-iter", "2", "--eval-every", "-1"]) == 1
+    assert "--eval-every must not be negative, got -1" in one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("gib", ["nan", "-1", "0", "inf", "lots"])
+def test_a_memory_budget_that_is_not_a_finite_size_is_refused_in_one_line(
+    gib: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # 'nan' once reached int(nan * GIB): a ValueError traceback after the config was printed
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "synthetic", "--recipe", "scratch", "--out", str(out), *TINY]
+    with pytest.raises(SystemExit) as refused:
+        main([*args, "--memory-budget", gib, "--max-iter", "1"])
+    assert refused.value.code == 2
+    assert f"--memory-budget: '{gib}'" in capsys.readouterr().err.splitlines()[-1]
+    assert not out.exists()

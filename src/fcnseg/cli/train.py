@@ -19,12 +19,13 @@ import dataclasses
 import json
 import os
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from fcnseg.cli.outputs import check_output_folder
 from fcnseg.data import PATH_OPTIONS, SYNTHETIC, list_datasets
-from fcnseg.errors import FcnsegError
+from fcnseg.errors import ConfigError, FcnsegError
 from fcnseg.models import list_models
 from fcnseg.runtime import AMP_MODES, DEVICES
 from fcnseg.train import (
@@ -112,6 +113,19 @@ def positive_minutes(text: str) -> float:
     return minutes
 
 
+def positive_gib(text: str) -> float:
+    """An argparse type: a finite number of GiB above 0."""
+    try:
+        gib = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a number of GiB") from None
+    if not 0 < gib < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"'{text}': a memory budget must be a finite number of GiB above 0"
+        )
+    return gib
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Adds ``fcnseg train`` to the dispatcher."""
     summaries = "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values())
@@ -176,7 +190,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--memory-budget",
-        type=float,
+        type=positive_gib,
         metavar="GIB",
         help="GiB a training step may take; a larger batch is refused before it starts "
         "(default: the device's free memory)",
@@ -384,7 +398,10 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, str
             **recipe_settings(name, model).get("backbone", {}),
             **overrides["backbone"],
         }
-    config = recipe(name, model, **overrides)
+    try:
+        config = recipe(name, model, **overrides)
+    except ConfigError as error:
+        raise _named_by_flag(error, overrides) from None
     given = set(overrides) | ({"model"} if args.model is not None else set())
     sources = config_sources(name, model, given)
     sources["recipe"] = FROM_FLAG if args.recipe is not None else "auto (no --recipe)"
@@ -501,7 +518,10 @@ def resumed_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, str
             f"{out}: --resume continues the run as it was configured; "
             f"{'; '.join(refused.values())} would change it: start a new run in another --out"
         )
-    config = absolute_paths(dataclasses.replace(config, **changes))
+    try:
+        config = absolute_paths(dataclasses.replace(config, **changes))
+    except ConfigError as error:
+        raise _named_by_flag(error, changes) from None
     if "root" not in changes and _data_folder_missing(config):
         raise FcnsegError(
             f"{config.root}: the run's data folder is not there (from {os.getcwd()}); give "
@@ -513,6 +533,14 @@ def resumed_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, str
 def _data_folder_missing(config: TrainConfig) -> bool:
     """True when the dataset reads a folder and ``config.root`` is not one."""
     return config.dataset != SYNTHETIC and not Path(config.root).is_dir()
+
+
+def _named_by_flag(error: ConfigError, given: Mapping[str, Any]) -> FcnsegError:
+    """A field's range error in the words of the command line: ``--lr must be ...`` where a
+    flag set the field; as it was where a recipe or a saved run did."""
+    if error.field not in given:
+        return error
+    return FcnsegError(f"{_flag(error.field, given[error.field])} {error.problem}")
 
 
 def _flag(field: str, value: Any) -> str:

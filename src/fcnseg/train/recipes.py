@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from fcnseg.data import PATH_OPTIONS, SYNTHETIC, split_names
-from fcnseg.errors import FcnsegError
+from fcnseg.errors import ConfigError, FcnsegError
 from fcnseg.models import MODELS
 from fcnseg.models.fcn import GEOMETRIES
 from fcnseg.models.vgg import check_widths
@@ -174,25 +175,42 @@ class TrainConfig:
         _choice("amp", self.amp, AMP_MODES)
         _choice("device", self.device, DEVICES)
         for name in ("batch_size", "iter_size", "max_iter"):
-            if getattr(self, name) < 1:
-                raise FcnsegError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.eval_every < 0 or self.jitter < 0 or self.workers < 0:
-            raise FcnsegError("eval_every, jitter and workers must not be negative")
-        if not 0 < self.loss_sampling <= 1:
-            raise FcnsegError(f"loss_sampling must be in (0, 1], got {self.loss_sampling}")
-        if self.ohem_thresh is not None and not 0 < self.ohem_thresh <= 1:
-            raise FcnsegError(f"ohem_thresh must be in (0, 1], got {self.ohem_thresh}")
-        if self.ohem_min_kept < 0:
-            raise FcnsegError(f"ohem_min_kept must not be negative, got {self.ohem_min_kept}")
+            _check(name, getattr(self, name) >= 1, "must be at least 1", getattr(self, name))
+        for name in ("eval_every", "jitter", "workers"):
+            _check(name, getattr(self, name) >= 0, "must not be negative", getattr(self, name))
+        _check(
+            "loss_sampling", 0 < self.loss_sampling <= 1, "must be in (0, 1]", self.loss_sampling
+        )
+        if self.ohem_thresh is not None:
+            _check("ohem_thresh", 0 < self.ohem_thresh <= 1, "must be in (0, 1]", self.ohem_thresh)
+        _check("ohem_min_kept", self.ohem_min_kept >= 0, "must not be negative", self.ohem_min_kept)
         check_widths(self.backbone.get("width", 1.0), self.backbone.get("fc_width", 4096))
-        if self.lr <= 0:
-            raise FcnsegError(f"lr must be positive, got {self.lr}")
+        # NaN fails every comparison, so each range is written as what holds
+        _check("lr", 0 < self.lr < math.inf, "must be a finite number above 0", self.lr)
+        # Adam's first beta or SGD's momentum: at 1 the step never forgets a gradient
+        _check("momentum", 0 <= self.momentum < 1, "must be in [0, 1)", self.momentum)
+        _check(
+            "weight_decay",
+            0 <= self.weight_decay < math.inf,
+            "must be finite and not negative",
+            self.weight_decay,
+        )
+        _check(
+            "poly_power",
+            0 <= self.poly_power < math.inf,
+            "must be finite and not negative",
+            self.poly_power,
+        )
         if self.class_weights is not None and self.median_frequency:
             raise FcnsegError("give class weights or median frequency balancing, not both")
         if self.scale is not None:
             self.scale = [float(v) for v in self.scale]
-            if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:
-                raise FcnsegError(f"scale must be two factors 0 < min <= max, got {self.scale}")
+            _check(
+                "scale",
+                len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1] < math.inf,
+                "must be two finite factors 0 < min <= max",
+                self.scale,
+            )
         if not isinstance(self.dataset_options, dict) or not all(
             isinstance(key, str) for key in self.dataset_options
         ):
@@ -207,14 +225,17 @@ class TrainConfig:
         split_names(self.train_split)  # a malformed join fails here, before any run starts
         if self.val_split is not None:
             split_names(self.val_split)
-        if not 0 <= self.colour_jitter < 1:
-            raise FcnsegError(f"colour_jitter must be in [0, 1), got {self.colour_jitter}")
-        if self.crop is not None and self.crop < 1:
-            raise FcnsegError(f"crop must be a positive size, got {self.crop}")
-        if self.median_frequency_power <= 0:
-            raise FcnsegError(
-                f"median_frequency_power must be positive, got {self.median_frequency_power}"
-            )
+        _check(
+            "colour_jitter", 0 <= self.colour_jitter < 1, "must be in [0, 1)", self.colour_jitter
+        )
+        if self.crop is not None:
+            _check("crop", self.crop >= 1, "must be a positive size", self.crop)
+        _check(
+            "median_frequency_power",
+            0 < self.median_frequency_power < math.inf,
+            "must be a finite number above 0",
+            self.median_frequency_power,
+        )
         self.stages = [dict(stage) for stage in self.stages]
         known = {f.name for f in dataclasses.fields(self)} - {"stages"}
         for number, stage in enumerate(self.stages, start=1):
@@ -261,6 +282,12 @@ def held_out_overlap(config: TrainConfig) -> list[str]:
         return []
     trained = set(split_names(config.train_split))
     return [name for name in split_names(config.val_split) if name in trained]
+
+
+def _check(field: str, holds: bool, problem: str, value: object) -> None:
+    """Raises ConfigError naming ``field`` unless ``holds``."""
+    if not holds:
+        raise ConfigError(field, f"{problem}, got {value}")
 
 
 def _choice(name: str, value: object, choices: Any) -> None:
