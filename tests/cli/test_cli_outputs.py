@@ -129,3 +129,27 @@ def test_converted_weights_get_a_name_the_loader_reads(
     assert main([*arguments, flag, str(tmp_path / "c")]) == 1
     line = one_error_line(capsys.readouterr().err)
     assert line.endswith(f"give a name that ends so (e.g. {tmp_path / 'c'}.safetensors)")
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["train", "--lr", "x"], "fcnseg train: error: argument --lr: invalid float value: 'x'"),
+        (["info", "--bogus"], "fcnseg info: error: unrecognized arguments: --bogus"),
+        (["predict"], "fcnseg predict: error: the following arguments are required: images"),
+        (["bogus"], "fcnseg: error: argument COMMAND: invalid choice: 'bogus'"),
+    ],
+)
+def test_a_command_line_argparse_refuses_is_one_line_naming_the_command(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture
+) -> None:
+    # argparse's own usage block once came first: some twenty lines for fcnseg train
+    with pytest.raises(SystemExit) as refused:
+        main(argv)
+    assert refused.value.code == 2
+    lines = [
+        line for line in capsys.readouterr().err.splitlines() if not line.startswith("fcnseg: ran")
+    ]
+    assert len(lines) == 1 and lines[0].startswith(said)
+    command = " ".join(["fcnseg", *argv[:1]]) if argv[0] != "bogus" else "fcnseg"
+    assert lines[0].endswith(f"(see {command} --help)")

@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from fcnseg.errors import FcnsegError
 
@@ -28,9 +29,37 @@ COMMANDS = (
 )
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line, as every other error of ``fcnseg``.
+
+    argparse prints the whole usage block before the error (some twenty lines for ``fcnseg
+    train``), which buries the one line that says what is wrong; the line here points to
+    ``--help`` instead. The subcommands' parsers are of this class too (``add_subparsers``
+    makes them of its parser's class).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(  # type: ignore[override]  # typeshed's overloads, one signature here
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        # argparse leaves words no subcommand knows to the top parser, whose error would name
+        # ``fcnseg`` and its help; they belong to the subcommand the words were given to
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            command = getattr(parsed, "command", None)
+            prog = f"{self.prog} {command}" if command else self.prog
+            self.exit(
+                2,
+                f"{prog}: error: unrecognized arguments: {' '.join(unknown)} (see {prog} --help)\n",
+            )
+        return parsed
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, every subcommand included."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="fcnseg", description="Fully convolutional networks for semantic segmentation."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
