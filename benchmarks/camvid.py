@@ -38,9 +38,10 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from fcnseg.cli import ArgumentParser
 from fcnseg.cli.train import positive_minutes
 from fcnseg.data import DatasetInfo, build_dataset
-from fcnseg.errors import FcnsegError
+from fcnseg.errors import ConfigError, FcnsegError
 from fcnseg.evaluation import METRIC_NAMES, evaluate, evaluation_loader, metrics_record
 from fcnseg.io.weights import WEIGHTS_DIR, load_model, save_weights
 from fcnseg.runtime import AMP_MODES, amp_dtype, choose_device, cpu_info
@@ -71,7 +72,7 @@ class InMemory(Dataset):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--root",
         default=str(REPO.parent / "shared" / "data" / "camvid"),
@@ -128,7 +129,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--steps",
-        type=int,
+        type=positive_int,
         nargs=3,
         metavar=("FCN32S", "FCN16S", "FCN8S"),
         help="steps of each stage instead of the recipe's 5600 2160 4080 (the result is then "
@@ -273,8 +274,33 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+# The flag of this script that sets each TrainConfig field it changes.
+FLAGS = {
+    "colour_jitter": "--colour-jitter",
+    "scale": "--scale",
+    "amp": "--amp",
+    "ohem_thresh": "--ohem-thresh",
+    "ohem_min_kept": "--ohem-min-kept",
+    "median_frequency_power": "--median-frequency-power",
+    "train_split": "--train-split",
+    "max_iter": "--steps",
+}
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The recipe's configuration with the command line's changes."""
+    """The recipe's configuration with the command line's changes.
+
+    Raises:
+        FcnsegError: a value out of its range, naming the flag that gave it.
+    """
+    try:
+        return _config_from_args(args)
+    except ConfigError as error:
+        flag = FLAGS.get(error.field)
+        raise error if flag is None else FcnsegError(f"{flag} {error.problem}") from None
+
+
+def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides: dict[str, Any] = {}
     if args.colour_jitter is not None:
         overrides["colour_jitter"] = args.colour_jitter
@@ -308,12 +334,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    print("CPU:", json.dumps(cpu_info()), flush=True)
     if not Path(args.root).is_dir():
-        print(f"{args.root}: no CamVid folder", file=sys.stderr)
-        return 1
+        raise FcnsegError(f"--root {args.root}: no CamVid folder")
     out = Path(args.out)
     # scored after training, so that the clock times training only
     config = config_from_args(args)
@@ -321,6 +343,15 @@ def run(args: argparse.Namespace) -> int:
     amp_dtype(config.amp, choose_device(config.device))
     stages = staged_configs(config)
     folders = [out / f"stage{i}-{stage.model}" for i, stage in enumerate(stages, start=1)]
+    trained = [folder for folder in folders if (folder / "last.safetensors").is_file()]
+    if args.resume and not (folders[0] / "config.json").is_file():
+        # fit_staged would start a new run in its place, over an hour, without a word
+        raise FcnsegError(f"--out {out}: no run to resume there (no {folders[0].name})")
+    if args.eval_only and not trained:
+        raise FcnsegError(f"--out {out}: no trained stage to score (no {folders[0].name}/last)")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    print("CPU:", json.dumps(cpu_info()), flush=True)
     total = None
     weights = None
     stopped = False

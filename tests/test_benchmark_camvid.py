@@ -88,3 +88,43 @@ def test_steps_and_ohem_reach_the_stages(camvid: ModuleType) -> None:
     assert [stage["max_iter"] for stage in config.stages] == [6720, 2592, 4896]
     assert config.max_iter == 4896
     assert (config.ohem_thresh, config.ohem_min_kept) == (0.7, 100000)
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--ohem-thresh", "2"], "camvid.py: --ohem-thresh must be in (0, 1], got 2.0"),
+        (["--colour-jitter", "1"], "camvid.py: --colour-jitter must be in [0, 1), got 1.0"),
+        (["--scale", "2", "1"], "camvid.py: --scale must be two finite factors 0 < min <= max"),
+    ],
+)
+def test_a_setting_out_of_range_is_one_line_naming_its_flag(
+    camvid: ModuleType, argv: list[str], said: str, tmp_path: Path, capsys
+) -> None:
+    # once named by TrainConfig's field (ohem_thresh), after the CPU line
+    # any folder passes the root check: nothing is read before the settings are checked
+    assert camvid.main([*argv, "--root", str(tmp_path), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr()
+    assert err.err.strip().splitlines() == [err.err.strip()] and err.err.startswith(said)
+    assert "CPU:" not in err.out and not (tmp_path / "run").exists()
+
+
+def test_steps_below_one_and_argparse_errors_are_one_line(camvid: ModuleType, capsys) -> None:
+    with pytest.raises(SystemExit) as refused:
+        camvid.parse_args(["--steps", "0", "1", "1"])
+    assert refused.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--steps: '0': expected a whole number of at least 1" in lines[0]
+
+
+def test_resume_or_eval_only_of_an_empty_folder_is_refused_before_anything_runs(
+    camvid: ModuleType, tmp_path: Path, capsys
+) -> None:
+    # --resume of a folder with no run once started a new run of over an hour, silently;
+    # --eval-only printed an empty table and exited 0
+    out = tmp_path / "nothing"
+    assert camvid.main(["--root", str(tmp_path), "--out", str(out), "--resume"]) == 1
+    assert "no run to resume there" in capsys.readouterr().err
+    assert camvid.main(["--root", str(tmp_path), "--out", str(out), "--eval-only"]) == 1
+    assert "no trained stage to score" in capsys.readouterr().err
+    assert not out.exists()

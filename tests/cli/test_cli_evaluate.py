@@ -122,3 +122,14 @@ def test_missing_model_and_other_class_count_are_one_line(
     line = one_error_line(capsys.readouterr().err)
     assert str(checkpoint) in line and "weights for 6 classes, dataset 'folder' has 3" in line
     assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("size", ["0", "-1"])
+def test_a_batch_size_below_one_is_one_line(
+    size: str, checkpoint: Path, folder_dataset: Path, tmp_path: Path, capsys
+) -> None:
+    # once torch's sampler's ValueError, with a traceback
+    args = eval_args(checkpoint, folder_dataset, tmp_path / "out")
+    assert main([*args, "--batch-size", size]) == 1
+    assert f"--batch-size must be at least 1, got {size}" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "out" / "metrics.json").exists()

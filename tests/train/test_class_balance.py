@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_runs import tiny_config
 
+from fcnseg.errors import FcnsegError
+from fcnseg.train.data import class_weights_for
 from fcnseg.train.loss import median_frequency_weights
 
 
@@ -36,3 +39,18 @@ def test_equals_numpy_median_for_even_and_odd_counts(num_classes: int) -> None:
     present = class_pixels > 0
     expected = np.where(present, np.median(freq[present]) / np.where(present, freq, 1), 0.0)
     np.testing.assert_allclose(median_frequency_weights(counts).numpy(), expected, rtol=1e-6)
+
+
+def test_a_power_that_overflows_the_weights_is_refused_in_one_line(tiny_data) -> None:
+    # benchmarks/camvid.py --median-frequency-power 1e6 once trained on weights of inf
+    train, _ = tiny_data
+    mild = class_weights_for(tiny_config(median_frequency=True), train, train.info)
+    assert mild is not None and mild.isfinite().all()
+    squared = class_weights_for(
+        tiny_config(median_frequency=True, median_frequency_power=2.0), train, train.info
+    )
+    assert squared is not None and torch.allclose(squared, mild**2)
+    with pytest.raises(FcnsegError, match=r"to the power 1e\+06 are not finite"):
+        class_weights_for(
+            tiny_config(median_frequency=True, median_frequency_power=1e6), train, train.info
+        )

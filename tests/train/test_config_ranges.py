@@ -90,3 +90,49 @@ ACCEPTED = [
 @pytest.mark.parametrize(("field", "value"), ACCEPTED, ids=lambda v: str(v))
 def test_the_bounds_themselves_are_accepted(field: str, value: object) -> None:
     assert getattr(TrainConfig(**{field: value}), field) == value
+
+
+WRONG_TYPES = [
+    ("lr", "0.1"),
+    ("lr", None),
+    ("batch_size", "4"),
+    ("batch_size", 2.5),
+    ("max_iter", True),
+    ("crop", 1.5),
+    ("seed", "x"),
+    ("momentum", [0.9]),
+    ("scale", 1.5),
+    ("scale", "ab"),
+    ("class_weights", "median"),
+    ("class_weights", [1.0, "2"]),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), WRONG_TYPES, ids=lambda v: repr(v))
+def test_a_value_of_the_wrong_type_is_refused_naming_the_field(field: str, value: object) -> None:
+    # a hand-edited config.json reaches TrainConfig as JSON values: "0.1" once failed in a
+    # comparison with a TypeError, 1.5 as a scale in float() over a float
+    with pytest.raises(ConfigError) as refused:
+        TrainConfig(**{field: value})
+    assert refused.value.field == field
+
+
+@pytest.mark.parametrize(
+    "weights", [[0.0, 0.0, 0.0], [-1.0, 1.0, 1.0], [NAN, 1.0, 1.0], [INF, 1.0, 1.0]]
+)
+def test_class_weights_that_would_train_nothing_or_nonsense_are_refused(
+    weights: list[float],
+) -> None:
+    # all zero: a loss of 0 at every step, which trained without a word
+    with pytest.raises(ConfigError, match="class_weights must be finite numbers"):
+        TrainConfig(class_weights=weights)
+    assert TrainConfig(class_weights=[0.0, 2.0, 1.0]).class_weights == [0.0, 2.0, 1.0]
+
+
+def test_loss_sampling_that_would_never_end_a_step_is_refused() -> None:
+    # p = 1e-300 once meant 1e300 forward passes per step: a run that hung without a word
+    with pytest.raises(ConfigError, match=r"means 1e\+300 forward passes per step"):
+        TrainConfig(loss_sampling=1e-300)
+    with pytest.raises(ConfigError, match="forward passes per step"):
+        TrainConfig(loss_sampling=0.5, iter_size=5001)
+    assert TrainConfig(loss_sampling=0.25, iter_size=20).accumulation == 80  # the paper's p

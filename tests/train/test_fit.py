@@ -135,6 +135,18 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert max(losses(tmp_path)) == 2  # the bad step was not logged as done
 
 
+def test_an_update_that_overflows_float32_stops_the_run_in_one_line(
+    tmp_path: Path, tiny_data
+) -> None:
+    # Adam's first step is lr / (1 - beta1) = 1e39: past float32, which torch's update refused
+    # with a RuntimeError traceback (a fresh user's --lr 1e38)
+    train, val = tiny_data
+    config = tiny_config(optimizer="adam", momentum=0.9, lr=1e38, max_iter=3, eval_every=0)
+    with pytest.raises(DivergedError, match=r"overflowed float32 \(lr 1e\+38\) at iteration 1"):
+        fit(config, tmp_path, train_set=train, val_set=val, progress=False)
+    assert not (tmp_path / "last.safetensors").exists()
+
+
 def test_resume_refuses_a_different_configuration(tmp_path: Path, tiny_data) -> None:
     train, val = tiny_data
     fit(tiny_config(max_iter=2), tmp_path, train_set=train, val_set=val, progress=False)

@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     """Scores the model, prints the table and writes ``metrics.json``."""
     if args.root is None and args.dataset != SYNTHETIC:
         raise FcnsegError(f"--root is required for dataset '{args.dataset}'")
+    if args.batch_size < 1:
+        raise FcnsegError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.out is not None:
         check_output_folder(args.out)
         check_output_file(Path(args.out) / "metrics.json")

@@ -53,7 +53,7 @@ def class_weights_for(
         try:
             return parse_class_weights(config.class_weights, info.num_classes)
         except ValueError as error:
-            raise FcnsegError(f"class weights: {error}") from None
+            raise FcnsegError(str(error)) from None
     if not config.median_frequency:
         return None
     labels = (_first_task(dataset[i][1]) for i in range(len(dataset)))  # type: ignore[arg-type]
@@ -62,6 +62,12 @@ def class_weights_for(
     )
     if config.median_frequency_power != 1:
         weights = weights.pow(config.median_frequency_power)  # 0.5 is computed as sqrt
+    if not weights.isfinite().all():
+        # a large power takes a rare class's weight past float32 (1e6: inf)
+        raise FcnsegError(
+            f"median frequency weights to the power {config.median_frequency_power:g} are not "
+            f"finite: {' '.join(f'{w:.3g}' for w in weights.tolist())}"
+        )
     return weights
 
 

@@ -65,7 +65,8 @@ Pass = tuple[torch.Tensor, torch.Tensor, int, tuple[str, ...]]
 
 
 class DivergedError(FcnsegError):
-    """The loss became NaN or infinite; the run stopped before applying that step."""
+    """The loss became NaN or infinite, or the step overflowed; the run stopped before
+    applying that step."""
 
 
 @dataclass
@@ -167,7 +168,17 @@ def train_step(
     if not math.isfinite(mean_loss):
         optimizer.zero_grad(set_to_none=True)
         raise DivergedError(f"loss is {mean_loss}")
-    scaler.step(optimizer)
+    try:
+        scaler.step(optimizer)
+    except RuntimeError as error:
+        # a learning rate near float32's range (1e38) overflows the update itself, in
+        # torch's optimiser code, before any loss can turn NaN
+        if "overflow" not in str(error):
+            raise
+        optimizer.zero_grad(set_to_none=True)
+        raise DivergedError(
+            f"the optimiser's update overflowed float32 (lr {optimizer.param_groups[0]['lr']:g})"
+        ) from None
     scaler.update()
     return mean_loss, bool(stats[1] > 0)
 

@@ -174,6 +174,17 @@ class TrainConfig:
         _choice("loss_normalize", self.loss_normalize, NORMALIZATIONS)
         _choice("amp", self.amp, AMP_MODES)
         _choice("device", self.device, DEVICES)
+        # a hand-edited config.json or a Python caller's string fails here, not in a comparison
+        for name in _NUMBERS:
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL:
+                continue
+            whole = name in _WHOLE_NUMBERS
+            kinds = (int,) if whole else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                raise ConfigError(
+                    name, f"must be {'a whole number' if whole else 'a number'}, got {value!r}"
+                )
         for name in ("batch_size", "iter_size", "max_iter"):
             _check(name, getattr(self, name) >= 1, "must be at least 1", getattr(self, name))
         for name in ("eval_every", "jitter", "workers"):
@@ -181,6 +192,15 @@ class TrainConfig:
         _check(
             "loss_sampling", 0 < self.loss_sampling <= 1, "must be in (0, 1]", self.loss_sampling
         )
+        if self.loss_sampling < 1:
+            # 1/p forward passes make a step (section 4.3): a p of 1e-300 would never end one
+            _check(
+                "loss_sampling",
+                self.accumulation <= MAX_PASSES,
+                f"means {self.accumulation:g} forward passes per step (iter_size / p); at most "
+                f"{MAX_PASSES}",
+                self.loss_sampling,
+            )
         if self.ohem_thresh is not None:
             _check("ohem_thresh", 0 < self.ohem_thresh <= 1, "must be in (0, 1]", self.ohem_thresh)
         _check("ohem_min_kept", self.ohem_min_kept >= 0, "must not be negative", self.ohem_min_kept)
@@ -203,7 +223,24 @@ class TrainConfig:
         )
         if self.class_weights is not None and self.median_frequency:
             raise FcnsegError("give class weights or median frequency balancing, not both")
+        if self.class_weights is not None:
+            weights = self.class_weights
+            _check(
+                "class_weights",
+                isinstance(weights, list)
+                and all(_is_number(w) and 0 <= w < math.inf for w in weights)
+                and any(w > 0 for w in weights),
+                "must be finite numbers, none negative, one at least above 0 (all 0 would train "
+                "nothing)",
+                weights,
+            )
         if self.scale is not None:
+            _check(
+                "scale",
+                isinstance(self.scale, (list, tuple)) and all(map(_is_number, self.scale)),
+                "must be two finite factors 0 < min <= max",
+                self.scale,
+            )
             self.scale = [float(v) for v in self.scale]
             _check(
                 "scale",
@@ -282,6 +319,26 @@ def held_out_overlap(config: TrainConfig) -> list[str]:
         return []
     trained = set(split_names(config.train_split))
     return [name for name in split_names(config.val_split) if name in trained]
+
+
+# TrainConfig's numeric fields, those that must be whole, and those that may be None
+_NUMBERS = (
+    "lr", "poly_power", "momentum", "weight_decay", "batch_size", "iter_size", "max_iter",
+    "median_frequency_power", "loss_sampling", "ohem_thresh", "ohem_min_kept", "jitter",
+    "colour_jitter", "crop", "eval_every", "seed", "workers",
+)  # fmt: skip
+_WHOLE_NUMBERS = (
+    "batch_size", "iter_size", "max_iter", "ohem_min_kept", "jitter", "crop", "eval_every",
+    "seed", "workers",
+)  # fmt: skip
+_OPTIONAL = ("ohem_thresh", "crop")
+
+# The most forward passes a step may take under loss sampling (``iter_size / p``).
+MAX_PASSES = 10_000
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _check(field: str, holds: bool, problem: str, value: object) -> None:
