@@ -138,6 +138,14 @@ def test_converted_weights_get_a_name_the_loader_reads(
         (["info", "--bogus"], "fcnseg info: error: unrecognized arguments: --bogus"),
         (["predict"], "fcnseg predict: error: the following arguments are required: images"),
         (["bogus"], "fcnseg: error: argument COMMAND: invalid choice: 'bogus'"),
+        # a misspelt required flag was once reported as missing (--dataset), never named
+        (
+            ["eval", "--model", "camvid-fcn8s", "--datset", "camvid"],
+            "fcnseg eval: error: unrecognized arguments: --datset (did you mean --dataset?)",
+        ),
+        (["predict", "a.png", "--modle", "m"], "fcnseg predict: error: unrecognized arguments: "),
+        (["train", "--out", "o", "--lr=0.1", "--bogus"], "fcnseg train: error: unrecognized "),
+        (["--verbose", "info"], "fcnseg: error: unrecognized arguments: --verbose"),
     ],
 )
 def test_a_command_line_argparse_refuses_is_one_line_naming_the_command(
@@ -151,5 +159,15 @@ def test_a_command_line_argparse_refuses_is_one_line_naming_the_command(
         line for line in capsys.readouterr().err.splitlines() if not line.startswith("fcnseg: ran")
     ]
     assert len(lines) == 1 and lines[0].startswith(said)
-    command = " ".join(["fcnseg", *argv[:1]]) if argv[0] != "bogus" else "fcnseg"
+    command = "fcnseg" if argv[0] in ("bogus", "--verbose") else f"fcnseg {argv[0]}"
     assert lines[0].endswith(f"(see {command} --help)")
+
+
+def test_abbreviations_and_values_that_look_like_flags_still_parse() -> None:
+    from fcnseg.cli import build_parser
+
+    args = build_parser().parse_args(["eval", "--mod", "m", "--dataset", "camvid", "--split=val"])
+    assert (args.model, args.dataset, args.split) == ("m", "camvid", "val")
+    # after "--", a word is a value, whatever it looks like
+    args = build_parser().parse_args(["info", "--json", "--", "--odd-name"])
+    assert args.json and args.model == "--odd-name"

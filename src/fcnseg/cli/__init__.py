@@ -7,6 +7,7 @@ can cause arrive as :class:`fcnseg.FcnsegError` and are printed as one line, wit
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import sys
@@ -38,8 +39,33 @@ class ArgumentParser(argparse.ArgumentParser):
     makes them of its parser's class).
     """
 
+    # the top parser reads options before the subcommand's name only; the words after it are
+    # the subcommand's parser's
+    options_end_at_command = False
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(  # type: ignore[override]  # typeshed's overloads, one signature here
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        words = list(sys.argv[1:] if args is None else args)
+        # argparse checks the required arguments first, so a misspelt one (--datset) was
+        # reported as missing (--dataset), never as what it is
+        for word in words:
+            if word == "--" or (self.options_end_at_command and not word.startswith("-")):
+                break
+            name = word.partition("=")[0]
+            if name.startswith("--") and not self._knows(name):
+                known = list(self._option_string_actions)  # argparse has no public list
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                self.error(f"unrecognized arguments: {name}{hint}")
+        return super().parse_known_args(words, namespace)
+
+    def _knows(self, name: str) -> bool:
+        """An option string of this parser, or an abbreviation argparse takes for one."""
+        return any(option.startswith(name) for option in self._option_string_actions)
 
     def parse_args(  # type: ignore[override]  # typeshed's overloads, one signature here
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
@@ -62,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="fcnseg", description="Fully convolutional networks for semantic segmentation."
     )
+    parser.options_end_at_command = True
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in COMMANDS:
         module = importlib.import_module(f"fcnseg.cli.{module_name}")
