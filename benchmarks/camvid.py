@@ -337,6 +337,8 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.root).is_dir():
         raise FcnsegError(f"--root {args.root}: no CamVid folder")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():  # before minutes of reading images
+        raise FcnsegError(f"--out {out}: a file, not a run folder")
     # scored after training, so that the clock times training only
     config = config_from_args(args)
     # an amp mode the device cannot run fails here, before minutes of reading images

@@ -128,3 +128,8 @@ def test_resume_or_eval_only_of_an_empty_folder_is_refused_before_anything_runs(
     assert camvid.main(["--root", str(tmp_path), "--out", str(out), "--eval-only"]) == 1
     assert "no trained stage to score" in capsys.readouterr().err
     assert not out.exists()
+    # a file as --out: once refused only after reading the images, by a write under it
+    (tmp_path / "file").write_text("mine")
+    assert camvid.main(["--root", str(tmp_path), "--out", str(tmp_path / "file")]) == 1
+    assert "a file, not a run folder" in capsys.readouterr().err
+    assert (tmp_path / "file").read_text() == "mine"

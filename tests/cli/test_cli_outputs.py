@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from cli_helpers import one_error_line
 
 from fcnseg.cli import main
@@ -146,6 +147,19 @@ def test_converted_weights_get_a_name_the_loader_reads(
         (["predict", "a.png", "--modle", "m"], "fcnseg predict: error: unrecognized arguments: "),
         (["train", "--out", "o", "--lr=0.1", "--bogus"], "fcnseg train: error: unrecognized "),
         (["--verbose", "info"], "fcnseg: error: unrecognized arguments: --verbose"),
+        # one dash: once read as -m odel, or as --model missing
+        (
+            ["eval", "-model", "camvid-fcn8s", "--dataset", "camvid"],
+            "fcnseg eval: error: unrecognized arguments: -model (did you mean --model?)",
+        ),
+        (
+            ["convert", "--model", "fcn8s-vgg16", "-out", "x.caffemodel"],
+            "fcnseg convert: error: unrecognized arguments: -out (did you mean --output?)",
+        ),
+        (
+            ["predict", "a.png", "--model", "m", "--scales", "inf"],
+            "fcnseg predict: error: argument --scales: 'inf': expected a finite factor above 0",
+        ),
     ],
 )
 def test_a_command_line_argparse_refuses_is_one_line_naming_the_command(
@@ -171,3 +185,33 @@ def test_abbreviations_and_values_that_look_like_flags_still_parse() -> None:
     # after "--", a word is a value, whatever it looks like
     args = build_parser().parse_args(["info", "--json", "--", "--odd-name"])
     assert args.json and args.model == "--odd-name"
+
+
+def test_negative_numbers_are_values_not_misspelt_flags() -> None:
+    from fcnseg.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--out", "o", "--lr", "-1", "--seed", "-3"])
+    assert (args.lr, args.seed) == (-1.0, -3)
+
+
+def test_an_allocation_the_machine_refuses_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # --width 100 or --scales 1e6 once ended in torch's allocator traceback
+    import fcnseg.cli.info as info
+
+    def allocate(args: object) -> int:
+        torch.empty(2**60, dtype=torch.uint8)  # torch's own refusal, whatever its wording
+        return 0
+
+    monkeypatch.setattr(info, "run", allocate)
+    assert main(["info", "camvid-fcn8s"]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith("fcnseg info: error: out of memory: an allocation of 1.07e+09 GiB")
+
+    def other(args: object) -> int:
+        raise RuntimeError("a bug, not memory")
+
+    monkeypatch.setattr(info, "run", other)
+    with pytest.raises(RuntimeError, match="a bug"):  # any other error stays a traceback
+        main(["info", "camvid-fcn8s"])

@@ -201,3 +201,17 @@ def test_a_memory_budget_that_is_not_a_finite_size_is_refused_in_one_line(
     assert refused.value.code == 2
     assert f"--memory-budget: '{gib}'" in capsys.readouterr().err.splitlines()[-1]
     assert not out.exists()
+
+
+def test_a_hand_edited_config_with_a_wrong_value_is_named_on_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "synthetic", "--recipe", "scratch", "--out", str(out), *TINY]
+    assert main([*args, "--max-iter", "1", "--eval-every", "0"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "lr": "0.1"}))
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--max-iter", "2"]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert f"{out / 'config.json'}: lr must be a number, got '0.1'" in line

@@ -118,13 +118,14 @@ def test_a_value_of_the_wrong_type_is_refused_naming_the_field(field: str, value
 
 
 @pytest.mark.parametrize(
-    "weights", [[0.0, 0.0, 0.0], [-1.0, 1.0, 1.0], [NAN, 1.0, 1.0], [INF, 1.0, 1.0]]
+    "weights", [[0.0, 0.0, 0.0], [-1.0, 1.0, 1.0], [NAN, 1.0, 1.0], [INF, 1.0, 1.0], [1e39, 1.0]]
 )
 def test_class_weights_that_would_train_nothing_or_nonsense_are_refused(
     weights: list[float],
 ) -> None:
-    # all zero: a loss of 0 at every step, which trained without a word
-    with pytest.raises(ConfigError, match="class_weights must be finite numbers"):
+    # all zero: a loss of 0 at every step, which trained without a word; 1e39 is inf in the
+    # float32 loss
+    with pytest.raises(ConfigError, match="class_weights must be finite float32 numbers"):
         TrainConfig(class_weights=weights)
     assert TrainConfig(class_weights=[0.0, 2.0, 1.0]).class_weights == [0.0, 2.0, 1.0]
 
@@ -135,4 +136,7 @@ def test_loss_sampling_that_would_never_end_a_step_is_refused() -> None:
         TrainConfig(loss_sampling=1e-300)
     with pytest.raises(ConfigError, match="forward passes per step"):
         TrainConfig(loss_sampling=0.5, iter_size=5001)
+    with pytest.raises(ConfigError, match=r"iter_size means 10001 forward passes per step"):
+        TrainConfig(iter_size=10001)
+    assert TrainConfig(iter_size=10000).accumulation == 10000
     assert TrainConfig(loss_sampling=0.25, iter_size=20).accumulation == 80  # the paper's p

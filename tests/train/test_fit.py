@@ -127,7 +127,9 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
         return loss * math.nan if len(calls) == 3 else loss
 
     monkeypatch.setattr(loop_module, "pixel_loss", loss_goes_nan)
-    with pytest.raises(DivergedError, match=r"loss is nan at iteration 3.*last\.safetensors"):
+    with pytest.raises(
+        DivergedError, match=r"loss is nan \(lr 0\.0\d+\) at iteration 3.*last\.safetensors"
+    ):
         fit(config, tmp_path, train_set=train, val_set=val, progress=False)
     state, metadata = load_checkpoint(tmp_path / "last")
     assert metadata.iteration == 2

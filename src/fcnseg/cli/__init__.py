@@ -10,6 +10,7 @@ import argparse
 import difflib
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -56,15 +57,22 @@ class ArgumentParser(argparse.ArgumentParser):
             if word == "--" or (self.options_end_at_command and not word.startswith("-")):
                 break
             name = word.partition("=")[0]
+            known = [o for o in self._option_string_actions if o.startswith("--")]
             if name.startswith("--") and not self._knows(name):
-                known = list(self._option_string_actions)  # argparse has no public list
                 close = difflib.get_close_matches(name, known, n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 self.error(f"unrecognized arguments: {name}{hint}")
+            if len(name) > 2 and name[0] == "-" and name[1].isalpha() and name not in known:
+                # -model, a long flag with one dash: argparse reads it as -m odel, or as the
+                # required --model missing; a negative number has a digit there
+                close = difflib.get_close_matches("-" + name, known, n=1)
+                if close:
+                    self.error(f"unrecognized arguments: {name} (did you mean {close[0]}?)")
         return super().parse_known_args(words, namespace)
 
     def _knows(self, name: str) -> bool:
         """An option string of this parser, or an abbreviation argparse takes for one."""
+        # argparse keeps no public list of its options
         return any(option.startswith(name) for option in self._option_string_actions)
 
     def parse_args(  # type: ignore[override]  # typeshed's overloads, one signature here
@@ -96,6 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _out_of_memory(error: RuntimeError) -> str | None:
+    """One line for an allocation the device refused (CPU or CUDA), or None for any other
+    error."""
+    text = str(error)
+    if "can't allocate memory" not in text and "out of memory" not in text.lower():
+        return None
+    asked = re.search(r"allocate (\d+) bytes", text)
+    size = f" of {int(asked.group(1)) / 2**30:.3g} GiB" if asked else ""
+    return (
+        f"out of memory: an allocation{size} failed; the sizes asked for (--width, "
+        "--batch-size, --crop, --scales, the image size) are too large for this machine"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fcnseg`` console script."""
     try:
@@ -108,6 +130,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except FcnsegError as error:
         print(f"fcnseg {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except RuntimeError as error:
+        # an allocation a setting made too large (--width 100, --scales 1e6): torch's message
+        # is a traceback's; the one line says what was asked and what to lower
+        if not _out_of_memory(error):
+            raise
+        print(f"fcnseg {args.command}: error: {_out_of_memory(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"fcnseg {args.command}: interrupted", file=sys.stderr)

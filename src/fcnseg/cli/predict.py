@@ -9,6 +9,7 @@ images are still segmented, and the exit status is 1 at the end.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,17 @@ from fcnseg.io.weights import load_model
 _LISTED = 6
 
 
+def scale_factor(text: str) -> float:
+    """An argparse type: a finite factor above 0 (``--scales``)."""
+    try:
+        scale = float(text)
+    except ValueError:
+        scale = math.nan
+    if not 0 < scale < math.inf:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a finite factor above 0")
+    return scale
+
+
 def add_tta_arguments(parser: argparse.ArgumentParser) -> None:
     """``--flip`` and ``--scales``: test-time augmentation (``fcnseg predict`` and ``eval``)."""
     parser.add_argument(
@@ -48,7 +60,7 @@ def add_tta_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--scales",
-        type=float,
+        type=scale_factor,
         nargs="+",
         default=[1.0],
         metavar="S",

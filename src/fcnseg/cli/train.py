@@ -671,3 +671,5 @@ def _saved_config(out: Path) -> TrainConfig:
         return TrainConfig.from_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError) as error:
         raise FcnsegError(f"{path}: not a training configuration ({error})") from None
+    except FcnsegError as error:  # a value out of range, or of the wrong type
+        raise FcnsegError(f"{path}: {error}") from None

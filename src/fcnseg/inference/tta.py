@@ -60,9 +60,9 @@ class Augmentation:
             raise FcnsegError("test-time augmentation needs at least one scale")
         for scale in scales:
             if isinstance(scale, bool) or not isinstance(scale, int | float):
-                raise FcnsegError(f"scale {scale!r}: expected a positive number")
+                raise FcnsegError(f"scale {scale!r}: expected a finite number above 0")
             if not math.isfinite(scale) or scale <= 0:
-                raise FcnsegError(f"scale {scale!r}: expected a positive number")
+                raise FcnsegError(f"scale {scale!r}: expected a finite number above 0")
         object.__setattr__(self, "scales", tuple(float(s) for s in scales))
         object.__setattr__(self, "flip", bool(self.flip))
 

@@ -167,7 +167,9 @@ def train_step(
     mean_loss = float(stats[0]) / context.world_size
     if not math.isfinite(mean_loss):
         optimizer.zero_grad(set_to_none=True)
-        raise DivergedError(f"loss is {mean_loss}")
+        # most often a learning rate too large for the net: the line says which was used
+        lr = optimizer.param_groups[0]["lr"]
+        raise DivergedError(f"loss is {mean_loss} (lr {lr:g})")
     try:
         scaler.step(optimizer)
     except RuntimeError as error:

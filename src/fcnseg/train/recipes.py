@@ -192,15 +192,15 @@ class TrainConfig:
         _check(
             "loss_sampling", 0 < self.loss_sampling <= 1, "must be in (0, 1]", self.loss_sampling
         )
-        if self.loss_sampling < 1:
-            # 1/p forward passes make a step (section 4.3): a p of 1e-300 would never end one
-            _check(
-                "loss_sampling",
-                self.accumulation <= MAX_PASSES,
-                f"means {self.accumulation:g} forward passes per step (iter_size / p); at most "
-                f"{MAX_PASSES}",
-                self.loss_sampling,
-            )
+        # iter_size / p forward passes make a step (section 4.3): a p of 1e-300, or an
+        # iter_size of 1e9, would never end one
+        _check(
+            "loss_sampling" if self.loss_sampling < 1 else "iter_size",
+            self.accumulation <= MAX_PASSES,
+            f"means {self.accumulation:g} forward passes per step (iter_size / loss_sampling); "
+            f"at most {MAX_PASSES}",
+            self.loss_sampling if self.loss_sampling < 1 else self.iter_size,
+        )
         if self.ohem_thresh is not None:
             _check("ohem_thresh", 0 < self.ohem_thresh <= 1, "must be in (0, 1]", self.ohem_thresh)
         _check("ohem_min_kept", self.ohem_min_kept >= 0, "must not be negative", self.ohem_min_kept)
@@ -228,10 +228,10 @@ class TrainConfig:
             _check(
                 "class_weights",
                 isinstance(weights, list)
-                and all(_is_number(w) and 0 <= w < math.inf for w in weights)
+                and all(_is_number(w) and 0 <= w <= FLOAT32_MAX for w in weights)
                 and any(w > 0 for w in weights),
-                "must be finite numbers, none negative, one at least above 0 (all 0 would train "
-                "nothing)",
+                "must be finite float32 numbers, none negative, one at least above 0 (all 0 "
+                "would train nothing)",
                 weights,
             )
         if self.scale is not None:
@@ -333,8 +333,11 @@ _WHOLE_NUMBERS = (
 )  # fmt: skip
 _OPTIONAL = ("ohem_thresh", "crop")
 
-# The most forward passes a step may take under loss sampling (``iter_size / p``).
+# The most forward passes a step may take (``iter_size / loss_sampling``).
 MAX_PASSES = 10_000
+
+# The loss is computed in float32: a class weight above this is infinite there.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _is_number(value: object) -> bool:
