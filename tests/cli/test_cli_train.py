@@ -15,9 +15,14 @@ from fcnseg.train.log import read_log
 TINY = ["--width", "0.0625", "--fc-width", "16", "--batch-size", "2", "--no-progress"]
 
 
+def scratch_run(out: Path) -> list[str]:
+    """``fcnseg train``'s arguments for a tiny scratch run on synthetic data into ``out``."""
+    return ["train", "--dataset", "synthetic", "--recipe", "scratch", "--out", str(out), *TINY]
+
+
 def test_train_then_resume_from_the_command_line(tmp_path: Path, metrics_check) -> None:
     out = tmp_path / "run"
-    args = ["train", "--dataset", "synthetic", "--recipe", "scratch", "--out", str(out), *TINY]
+    args = scratch_run(out)
     assert main([*args, "--max-iter", "2", "--eval-every", "2", "--jitter", "8"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["backbone"] == {"width": 0.0625, "fc_width": 16, "batch_norm": True}
@@ -136,7 +141,7 @@ def test_ohem_flags_reach_the_run_and_a_resume_may_not_change_them(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "run"
-    args = ["train", "--dataset", "synthetic", "--recipe", "scratch", "--out", str(out), *TINY]
+    args = scratch_run(out)
     ohem = ["--ohem-thresh", "0.7", "--ohem-min-kept", "50"]
     assert main([*args, *ohem, "--max-iter", "2", "--eval-every", "0"]) == 0
     config = json.loads((out / "config.json").read_text())
@@ -171,7 +176,7 @@ def test_a_value_out_of_range_is_refused_in_one_line_naming_its_flag(
     flags: list[str], said: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "run"
-    args = ["train", "--dataset", "synthetic", "--recipe", "scratch", "--out", str(out), *TINY]
+    args = scratch_run(out)
     assert main([*args, *flags, "--max-iter", "1"]) == 1
     assert said in one_error_line(capsys.readouterr().err)
     assert not out.exists() or not any(out.iterdir())  # refused before anything was written
@@ -181,7 +186,7 @@ def test_a_resume_given_a_value_out_of_range_is_refused_naming_the_flag(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "run"
-    args = ["train", "--dataset", "synthetic", "--recipe", "scratch", "--out", str(out), *TINY]
+    args = scratch_run(out)
     assert main([*args, "--max-iter", "1", "--eval-every", "0"]) == 0
     capsys.readouterr()
     resume = ["train", "--resume", "--out", str(out), "--no-progress"]
@@ -195,7 +200,7 @@ def test_a_memory_budget_that_is_not_a_finite_size_is_refused_in_one_line(
 ) -> None:
     # 'nan' once reached int(nan * GIB): a ValueError traceback after the config was printed
     out = tmp_path / "run"
-    args = ["train", "--dataset", "synthetic", "--recipe", "scratch", "--out", str(out), *TINY]
+    args = scratch_run(out)
     with pytest.raises(SystemExit) as refused:
         main([*args, "--memory-budget", gib, "--max-iter", "1"])
     assert refused.value.code == 2
@@ -207,7 +212,7 @@ def test_a_hand_edited_config_with_a_wrong_value_is_named_on_resume(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "run"
-    args = ["train", "--dataset", "synthetic", "--recipe", "scratch", "--out", str(out), *TINY]
+    args = scratch_run(out)
     assert main([*args, "--max-iter", "1", "--eval-every", "0"]) == 0
     config = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps({**config, "lr": "0.1"}))
