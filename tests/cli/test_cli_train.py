@@ -20,6 +20,11 @@ def scratch_run(out: Path) -> list[str]:
     return ["train", "--dataset", "synthetic", "--recipe", "scratch", "--out", str(out), *TINY]
 
 
+def one_step_run(out: Path) -> None:
+    """Trains the tiny scratch run one step into ``out``, to be resumed."""
+    assert main([*scratch_run(out), "--max-iter", "1", "--eval-every", "0"]) == 0
+
+
 def test_train_then_resume_from_the_command_line(tmp_path: Path, metrics_check) -> None:
     out = tmp_path / "run"
     args = scratch_run(out)
@@ -186,8 +191,7 @@ def test_a_resume_given_a_value_out_of_range_is_refused_naming_the_flag(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "run"
-    args = scratch_run(out)
-    assert main([*args, "--max-iter", "1", "--eval-every", "0"]) == 0
+    one_step_run(out)
     capsys.readouterr()
     resume = ["train", "--resume", "--out", str(out), "--no-progress"]
     assert main([*resume, "--max-iter", "2", "--eval-every", "-1"]) == 1
@@ -212,8 +216,7 @@ def test_a_hand_edited_config_with_a_wrong_value_is_named_on_resume(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "run"
-    args = scratch_run(out)
-    assert main([*args, "--max-iter", "1", "--eval-every", "0"]) == 0
+    one_step_run(out)
     config = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps({**config, "lr": "0.1"}))
     capsys.readouterr()
