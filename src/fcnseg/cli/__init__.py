@@ -53,11 +53,11 @@ class ArgumentParser(argparse.ArgumentParser):
         words = list(sys.argv[1:] if args is None else args)
         # argparse checks the required arguments first, so a misspelt one (--datset) was
         # reported as missing (--dataset), never as what it is
+        known = [o for o in self._option_string_actions if o.startswith("--")]
         for word in words:
             if word == "--" or (self.options_end_at_command and not word.startswith("-")):
                 break
             name = word.partition("=")[0]
-            known = [o for o in self._option_string_actions if o.startswith("--")]
             if name.startswith("--") and not self._knows(name):
                 close = difflib.get_close_matches(name, known, n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
@@ -134,9 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as error:
         # an allocation a setting made too large (--width 100, --scales 1e6): torch's message
         # is a traceback's; the one line says what was asked and what to lower
-        if not _out_of_memory(error):
+        line = _out_of_memory(error)
+        if line is None:
             raise
-        print(f"fcnseg {args.command}: error: {_out_of_memory(error)}", file=sys.stderr)
+        print(f"fcnseg {args.command}: error: {line}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"fcnseg {args.command}: interrupted", file=sys.stderr)
