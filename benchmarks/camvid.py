@@ -128,6 +128,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "then not the recipe's, and the results' settings record it)",
     )
     parser.add_argument(
+        "--seed",
+        type=int,
+        help="the run's seed instead of the recipe's 0: every random draw (weights, data order, "
+        "augmentation) follows from it, so another seed repeats the recipe as another run "
+        "(the results' settings record it)",
+    )
+    parser.add_argument(
         "--steps",
         type=positive_int,
         nargs=3,
@@ -282,6 +289,7 @@ FLAGS = {
     "ohem_thresh": "--ohem-thresh",
     "ohem_min_kept": "--ohem-min-kept",
     "median_frequency_power": "--median-frequency-power",
+    "seed": "--seed",
     "train_split": "--train-split",
     "max_iter": "--steps",
 }
@@ -314,6 +322,8 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         overrides["ohem_min_kept"] = args.ohem_min_kept
     if args.median_frequency_power is not None:
         overrides["median_frequency_power"] = args.median_frequency_power
+    if args.seed is not None:
+        overrides["seed"] = args.seed
     config = recipe(RECIPE, root=str(args.root), train_split=args.train_split, **overrides)
     if args.width is not None or args.fc_width is not None:
         width = config.backbone["width"] if args.width is None else args.width

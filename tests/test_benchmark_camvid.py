@@ -80,6 +80,16 @@ def test_the_class_weights_power_reaches_the_config_and_nonsense_is_refused(
     assert "expected a finite number above 0" in capsys.readouterr().err
 
 
+def test_a_seed_repeats_the_recipe_as_another_run_and_nothing_else_moves(
+    camvid: ModuleType,
+) -> None:
+    recipe_config = camvid.config_from_args(camvid.parse_args([]))
+    assert recipe_config.seed == 0
+    config = camvid.config_from_args(camvid.parse_args(["--seed", "1"]))
+    assert config.seed == 1
+    assert {**config.to_dict(), "seed": 0} == recipe_config.to_dict()
+
+
 def test_steps_and_ohem_reach_the_stages(camvid: ModuleType) -> None:
     args = camvid.parse_args(
         ["--steps", "6720", "2592", "4896", "--ohem-thresh", "0.7", "--ohem-min-kept", "100000"]
