@@ -175,6 +175,9 @@ def test_ohem_flags_reach_the_run_and_a_resume_may_not_change_them(
         (["--colour-jitter", "1"], "--colour-jitter must be in [0, 1), got 1.0"),
         (["--crop", "0"], "--crop must be a positive size, got 0"),
         (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        # a backbone option is named by its own flag (was "backbone fc_width must be ...")
+        (["--fc-width", "0"], "--fc-width must be a whole number of at least 1, got 0"),
+        (["--width", "nan"], "--width must be a number above 0, got nan"),
     ],
 )
 def test_a_value_out_of_range_is_refused_in_one_line_naming_its_flag(

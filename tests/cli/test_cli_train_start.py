@@ -155,7 +155,7 @@ def test_sizes_that_cannot_fit_are_refused_in_one_line(
     assert main([*args, "--out", str(tmp_path / "b"), "--memory-budget", "0.0001"]) == 1
     line = one_error_line(capsys.readouterr().err)
     assert "a training step of 8 image(s) of 32x32 needs about" in line
-    assert "0.0 GiB budget" in line
+    assert "the 0.0001 GiB budget" in line  # not rounded to 0.0
     assert not (tmp_path / "a" / "log.jsonl").exists() and not (tmp_path / "b").exists()
 
 

@@ -393,13 +393,14 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, str
     name, _ = choose_recipe(args)
     overrides = _overrides(args)
     model = overrides.pop("model", DEFAULT_MODEL)
+    built = dict(overrides)  # overrides keeps only the backbone options flags gave
     if "backbone" in overrides:
-        overrides["backbone"] = {
+        built["backbone"] = {
             **recipe_settings(name, model).get("backbone", {}),
             **overrides["backbone"],
         }
     try:
-        config = recipe(name, model, **overrides)
+        config = recipe(name, model, **built)
     except ConfigError as error:
         raise _named_by_flag(error, overrides) from None
     given = set(overrides) | ({"model"} if args.model is not None else set())
@@ -540,6 +541,10 @@ def _named_by_flag(error: ConfigError, given: Mapping[str, Any]) -> FcnsegError:
     flag set the field; as it was where a recipe or a saved run did."""
     if error.field not in given:
         return error
+    if error.option is not None:  # a backbone option: named by its own flag, if one gave it
+        if error.option not in given[error.field]:
+            return error
+        return FcnsegError(f"--{error.option.replace('_', '-')} {error.problem}")
     return FcnsegError(f"{_flag(error.field, given[error.field])} {error.problem}")
 
 

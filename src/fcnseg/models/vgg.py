@@ -6,7 +6,7 @@ import math
 
 from torch import nn
 
-from fcnseg.errors import FcnsegError
+from fcnseg.errors import ConfigError
 from fcnseg.models.classifier import Classifier, Tap
 
 # (block, output channels of each convolution in the block)
@@ -18,14 +18,15 @@ def check_widths(width: object, fc_width: object) -> None:
     built, a training configuration before its run folder is written).
 
     Raises:
-        FcnsegError: ``width`` not a finite number above 0, or ``fc_width`` not a whole number
-            of at least 1.
+        ConfigError: ``width`` not a finite number above 0, or ``fc_width`` not a whole number
+            of at least 1 (field ``backbone``, the option named, so that a command can name
+            its flag).
     """
     if not (isinstance(width, (int, float)) and width > 0 and math.isfinite(width)):
-        raise FcnsegError(f"backbone width must be a number above 0, got {width!r}")
+        raise ConfigError("backbone", f"must be a number above 0, got {width!r}", "width")
     if isinstance(fc_width, bool) or not isinstance(fc_width, int) or fc_width < 1:
-        raise FcnsegError(
-            f"backbone fc_width must be a whole number of at least 1, got {fc_width!r}"
+        raise ConfigError(
+            "backbone", f"must be a whole number of at least 1, got {fc_width!r}", "fc_width"
         )
 
 
@@ -42,7 +43,8 @@ class VGG16(Classifier):
         in_channels: input channels (4 for RGB-D early fusion, section 5).
 
     Raises:
-        FcnsegError: ``width`` not a finite number above 0, or ``fc_width`` below 1.
+        ConfigError (an FcnsegError): ``width`` not a finite number above 0, or ``fc_width``
+            below 1.
     """
 
     classifier_layer = "fc8"

@@ -242,7 +242,14 @@ def check_sizes(
         return memory
     raise FcnsegError(
         f"a training step of {config.batch_size} image(s) of {height}x{width} needs about "
-        f"{memory.total / GIB:.1f} GiB ({memory.activations / GIB:.1f} GiB of activations, "
-        f"{memory.weights / GIB:.1f} GiB of weights, gradients and optimiser state), more than "
-        f"the {budget / GIB:.1f} GiB budget on {device.type}: lower the batch size or crop"
+        f"{gib(memory.total)} ({gib(memory.activations)} of activations, "
+        f"{gib(memory.weights)} of weights, gradients and optimiser state), more than "
+        f"the {gib(budget)} budget on {device.type}: lower the batch size or crop"
     )
+
+
+def gib(size: float) -> str:
+    """``size`` bytes in GiB, one decimal, or two significant digits below 0.1 GiB (a budget
+    of 0.0001 GiB is not printed as 0.0)."""
+    value = size / GIB
+    return f"{value:.1f} GiB" if value >= 0.095 or value == 0 else f"{value:.2g} GiB"
