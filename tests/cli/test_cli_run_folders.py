@@ -163,3 +163,17 @@ def test_eval_of_generated_images_needs_no_folder(checkpoint: Path, tmp_path: Pa
     assert main(["eval", "--model", model, "--dataset", "synthetic", "--out", str(out),
                  "--no-progress"]) == 0  # fmt: skip
     assert (out / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("made", [True, False])
+def test_a_staged_run_refused_before_its_first_stage_leaves_out_as_it_was(
+    made: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # its config.json once stayed behind, where a one-net run's refusal writes nothing
+    out = tmp_path / "run"
+    if not made:
+        out.mkdir()  # the user's own empty folder stays
+    assert main([*STAGED, "--out", str(out), "--memory-budget", "0.0001"]) == 1
+    assert "GiB budget" in one_error_line(capsys.readouterr().err)
+    assert out.exists() is not made
+    assert not out.exists() or not any(out.iterdir())

@@ -176,8 +176,11 @@ def test_ohem_flags_reach_the_run_and_a_resume_may_not_change_them(
         (["--crop", "0"], "--crop must be a positive size, got 0"),
         (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
         # a backbone option is named by its own flag (was "backbone fc_width must be ...")
-        (["--fc-width", "0"], "--fc-width must be a whole number of at least 1, got 0"),
-        (["--width", "nan"], "--width must be a number above 0, got nan"),
+        (["--fc-width", "0"], "--fc-width must be a whole number from 1 to 16777216, got 0"),
+        (["--width", "nan"], "--width must be a finite number above 0, at most 32768, got nan"),
+        # once a traceback ("Storage size calculation overflowed") or a C++ frame dump
+        (["--fc-width", str(2**63 - 1)], "--fc-width must be a whole number from 1 to 16777216"),
+        (["--width", "1e300"], "--width must be a finite number above 0, at most 32768"),
     ],
 )
 def test_a_value_out_of_range_is_refused_in_one_line_naming_its_flag(
@@ -215,14 +218,23 @@ def test_a_memory_budget_that_is_not_a_finite_size_is_refused_in_one_line(
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        ({"lr": "0.1"}, "lr must be a number, got '0.1'"),
+        # each once an AttributeError traceback
+        ({"backbone": None}, "backbone must be an object of options such as"),
+        ({"backbone": [1, 2]}, "backbone must be an object of options such as"),
+    ],
+)
 def test_a_hand_edited_config_with_a_wrong_value_is_named_on_resume(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+    edit: dict, said: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "run"
     one_step_run(out)
     config = json.loads((out / "config.json").read_text())
-    (out / "config.json").write_text(json.dumps({**config, "lr": "0.1"}))
+    (out / "config.json").write_text(json.dumps({**config, **edit}))
     capsys.readouterr()
     assert main(["train", "--resume", "--out", str(out), "--max-iter", "2"]) == 1
     line = one_error_line(capsys.readouterr().err)
-    assert f"{out / 'config.json'}: lr must be a number, got '0.1'" in line
+    assert f"{out / 'config.json'}: {said}" in line

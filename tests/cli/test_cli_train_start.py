@@ -156,6 +156,8 @@ def test_sizes_that_cannot_fit_are_refused_in_one_line(
     line = one_error_line(capsys.readouterr().err)
     assert "a training step of 8 image(s) of 32x32 needs about" in line
     assert "the 0.0001 GiB budget" in line  # not rounded to 0.0
+    assert main([*args, "--out", str(tmp_path / "c"), "--memory-budget", "1e-9"]) == 1
+    assert "the 1e-09 GiB budget" in one_error_line(capsys.readouterr().err)  # not 1 byte
     assert not (tmp_path / "a" / "log.jsonl").exists() and not (tmp_path / "b").exists()
 
 

@@ -427,13 +427,19 @@ def test_section5_nets_train_one_step_and_keep_their_size(name):
 @pytest.mark.parametrize(
     ("options", "problem"),
     [
-        ({"width": -1.0}, "width must be a number above 0, got -1.0"),
-        ({"width": 0}, "width must be a number above 0, got 0"),
-        ({"width": float("nan")}, "width must be a number above 0, got nan"),
-        ({"fc_width": 0}, "fc_width must be a whole number of at least 1, got 0"),
+        ({"width": -1.0}, "width must be a finite number above 0, at most 32768, got -1.0"),
+        ({"width": 0}, "width must be a finite number above 0, at most 32768, got 0"),
+        ({"width": float("nan")}, "width must be a finite number above 0, at most 32768, got nan"),
+        ({"width": float("inf")}, "width must be a finite number above 0, at most 32768, got inf"),
+        # 1e300 and 2**63 once ended in torch's C++ frame dump ("Overflow when unpacking")
+        ({"width": 1e300}, "width must be a finite number above 0, at most 32768, got 1e+300"),
+        ({"fc_width": 0}, "fc_width must be a whole number from 1 to 16777216, got 0"),
+        ({"fc_width": 2**63}, f"fc_width must be a whole number from 1 to 16777216, got {2**63}"),
     ],
 )
-def test_a_backbone_of_no_channels_is_refused(options: dict, problem: str) -> None:
+def test_a_backbone_of_no_channels_or_of_more_than_torch_can_size_is_refused(
+    options: dict, problem: str
+) -> None:
     # a width of -1 once built a net of one-channel convolutions and trained it
     with pytest.raises(FcnsegError, match=re.escape(problem)):
         fcnseg.build_model("fcn32s-vgg16", num_classes=3, **options)

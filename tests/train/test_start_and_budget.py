@@ -174,6 +174,38 @@ def test_a_batch_over_the_memory_budget_is_refused_before_training(
     assert not (tmp_path / "log.jsonl").exists()
 
 
+def test_a_step_over_budget_is_refused_before_a_weight_is_allocated(
+    tmp_path: Path, tiny_data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a VGG16 100 times wide was killed by the kernel while its weights were initialised:
+    # the estimate must come from the net's shapes (meta tensors), before the real net exists
+    from fcnseg.train import loop
+
+    built: list[str] = []
+    real = loop.build_model
+
+    def recording(*args: object, **kwargs: object) -> torch.nn.Module:
+        model = real(*args, **kwargs)
+        built.append(next(model.parameters()).device.type)
+        return model
+
+    monkeypatch.setattr(loop, "build_model", recording)
+    train, val = tiny_data
+    with pytest.raises(FcnsegError, match="budget"):
+        fit(
+            tiny_config(),
+            tmp_path,
+            train_set=train,
+            val_set=val,
+            memory_budget=1000,
+            progress=False,
+        )
+    assert built == ["meta"]
+    # within the budget, the real net follows the estimate's, from the run's seed as before
+    fit(tiny_config(max_iter=1), tmp_path / "ok", train_set=train, val_set=val, progress=False)
+    assert built == ["meta", "meta", "cpu"]
+
+
 def test_image_sizes_come_from_the_file_headers(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -15,6 +15,7 @@ as any new run into a used folder is); a job killed before its first checkpoint 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -531,6 +532,18 @@ def resumed_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, str
     return config, sources
 
 
+def _unwrite_config(out: Path, made: bool) -> None:
+    """Takes back the ``config.json`` a new staged run wrote into ``out`` (and ``out`` if
+    the run ``made`` it) when the run was refused before a stage wrote anything: a refusal
+    leaves ``--out`` as it was, as a one-net run's does."""
+    if any(path.name != "config.json" for path in out.iterdir()):
+        return  # a stage began: its log is the run's record, and config.json goes with it
+    (out / "config.json").unlink(missing_ok=True)
+    if made:
+        with contextlib.suppress(OSError):  # not empty: leave it
+            out.rmdir()
+
+
 def _data_folder_missing(config: TrainConfig) -> bool:
     """True when the dataset reads a folder and ``config.root`` is not one."""
     return config.dataset != SYNTHETIC and not Path(config.root).is_dir()
@@ -606,7 +619,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{action} {out} with (value, then where it came from):")
         print(describe_config(config, sources), flush=True)
     stop = time_budget(60 * args.time_budget) if args.time_budget is not None else None
-    budget = None if args.memory_budget is None else int(args.memory_budget * GIB)
+    # not rounded to whole bytes: a budget of 1e-9 GiB is refused as given, not as 1 byte
+    budget = None if args.memory_budget is None else args.memory_budget * GIB
     options = {
         "resume": resume,
         "progress": not args.no_progress,
@@ -615,9 +629,16 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         if _is_staged(config):
+            made = not out.exists()
+            fresh = not resume and not (out / "config.json").exists()
             if context.is_main:
                 write_config(out / "config.json", config)
-            result = fit_staged(config, out, memory_budget=budget, **options)
+            try:
+                result = fit_staged(config, out, memory_budget=budget, **options)
+            except FcnsegError:
+                if fresh and context.is_main:
+                    _unwrite_config(out, made)
+                raise
         else:
             result = fit(config, out, memory_budget=budget, **options)
     finally:

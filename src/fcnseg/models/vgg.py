@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from torch import nn
 
 from fcnseg.errors import ConfigError
@@ -13,20 +11,38 @@ from fcnseg.models.classifier import Classifier, Tap
 _BLOCKS = ((1, (64, 64)), (2, (128, 128)), (3, (256,) * 3), (4, (512,) * 3), (5, (512,) * 3))
 
 
+# The most channels a layer may be given: far past any machine's memory already (fc6 alone
+# would hold 2**24 x 512 x 49 weights), and below the sizes torch cannot even represent,
+# whose errors are C++ frame dumps instead of one line.
+MAX_CHANNELS = 1 << 24
+
+
 def check_widths(width: object, fc_width: object) -> None:
-    """Refuses a VGG16 backbone of no channels, wherever its options come from (a model
-    built, a training configuration before its run folder is written).
+    """Refuses a VGG16 backbone of no channels, or of more than :data:`MAX_CHANNELS` a layer,
+    wherever its options come from (a model built, a training configuration before its run
+    folder is written).
 
     Raises:
-        ConfigError: ``width`` not a finite number above 0, or ``fc_width`` not a whole number
-            of at least 1 (field ``backbone``, the option named, so that a command can name
-            its flag).
+        ConfigError: ``width`` not a finite number in (0, MAX_CHANNELS / 512], or ``fc_width``
+            not a whole number in [1, MAX_CHANNELS] (field ``backbone``, the option named, so
+            that a command can name its flag).
     """
-    if not (isinstance(width, (int, float)) and width > 0 and math.isfinite(width)):
-        raise ConfigError("backbone", f"must be a number above 0, got {width!r}", "width")
-    if isinstance(fc_width, bool) or not isinstance(fc_width, int) or fc_width < 1:
+    widest = MAX_CHANNELS / 512  # conv5's 512 channels, times width
+    if not (isinstance(width, (int, float)) and 0 < width <= widest):  # NaN fails too
         raise ConfigError(
-            "backbone", f"must be a whole number of at least 1, got {fc_width!r}", "fc_width"
+            "backbone",
+            f"must be a finite number above 0, at most {widest:g}, got {width!r}",
+            "width",
+        )
+    if (
+        isinstance(fc_width, bool)
+        or not isinstance(fc_width, int)
+        or not 1 <= fc_width <= MAX_CHANNELS
+    ):
+        raise ConfigError(
+            "backbone",
+            f"must be a whole number from 1 to {MAX_CHANNELS}, got {fc_width!r}",
+            "fc_width",
         )
 
 

@@ -206,7 +206,7 @@ def check_sizes(
     dataset: Dataset,
     config: TrainConfig,
     device: torch.device,
-    budget: int | None = None,
+    budget: float | None = None,
 ) -> StepMemory | None:
     """Refuses sizes the run cannot afford, before it spends memory on them: a crop larger
     than every training image (:func:`check_crop`), and a training step whose estimated
@@ -249,7 +249,6 @@ def check_sizes(
 
 
 def gib(size: float) -> str:
-    """``size`` bytes in GiB, one decimal, or two significant digits below 0.1 GiB (a budget
-    of 0.0001 GiB is not printed as 0.0)."""
-    value = size / GIB
-    return f"{value:.1f} GiB" if value >= 0.095 or value == 0 else f"{value:.2g} GiB"
+    """``size`` bytes in GiB to three significant digits, so that parts and their sum read
+    alike and a budget of 0.0001 GiB is not printed as 0.0."""
+    return f"{size / GIB:.3g} GiB"

@@ -295,7 +295,7 @@ def fit(
     val_set: Dataset | None = None,
     progress: bool = True,
     stop: StopCondition | None = None,
-    memory_budget: int | None = None,
+    memory_budget: float | None = None,
     skip_bad_images: bool = False,
     stage: str | None = None,
 ) -> FitResult:
@@ -360,15 +360,19 @@ def fit(
     if train_set is None:
         train_set, val_set = build_datasets(config)
     info = train_set.info  # type: ignore[attr-defined]
-    torch.manual_seed(derive_seed(config.seed, "weights"))  # same start in every process
-    model = build_model(
-        config.model, num_classes=info.num_classes, geometry=config.geometry, **config.backbone
-    )
+    build = {"num_classes": info.num_classes, "geometry": config.geometry, **config.backbone}
+    # The net's shapes first, on the meta device (no memory, no random draws): a step the
+    # machine cannot hold is refused in one line before a weight is allocated (a VGG16 100
+    # times wide was killed by the kernel while its weights were initialised).
+    with torch.device("meta"):
+        shapes = build_model(config.model, **build)
     try:
-        check_data(model, train_set)
+        check_data(shapes, train_set)
     except FcnsegError as error:
         raise FcnsegError(f"model '{config.model}', dataset '{config.dataset}': {error}") from None
-    check_sizes(model, train_set, config, context.device, memory_budget)
+    check_sizes(shapes, train_set, config, context.device, memory_budget)
+    torch.manual_seed(derive_seed(config.seed, "weights"))  # same start in every process
+    model = build_model(config.model, **build)
     # The run feeds the input convention of the weights it starts from (section 4.1: a
     # classifier's convention stays with its weights), else the dataset's own.
     convention = getattr(train_set, "convention", info.convention)
@@ -706,7 +710,7 @@ def fit_staged(
     val_set: Dataset | None = None,
     progress: bool = True,
     stop: StopCondition | None = None,
-    memory_budget: int | None = None,
+    memory_budget: float | None = None,
     skip_bad_images: bool = False,
 ) -> FitResult | None:
     """FCN-32s, then FCN-16s from it, then FCN-8s from that (section 4.2), in one call.

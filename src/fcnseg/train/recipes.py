@@ -204,6 +204,13 @@ class TrainConfig:
         if self.ohem_thresh is not None:
             _check("ohem_thresh", 0 < self.ohem_thresh <= 1, "must be in (0, 1]", self.ohem_thresh)
         _check("ohem_min_kept", self.ohem_min_kept >= 0, "must not be negative", self.ohem_min_kept)
+        # a hand-edited config.json's "backbone": null was an AttributeError traceback
+        _check(
+            "backbone",
+            isinstance(self.backbone, Mapping),
+            'must be an object of options such as {"width": 0.25}',
+            repr(self.backbone),
+        )
         check_widths(self.backbone.get("width", 1.0), self.backbone.get("fc_width", 4096))
         # NaN fails every comparison, so each range is written as what holds
         _check("lr", 0 < self.lr < math.inf, "must be a finite number above 0", self.lr)
