@@ -181,6 +181,11 @@ def test_ohem_flags_reach_the_run_and_a_resume_may_not_change_them(
         # once a traceback ("Storage size calculation overflowed") or a C++ frame dump
         (["--fc-width", str(2**63 - 1)], "--fc-width must be a whole number from 1 to 16777216"),
         (["--width", "1e300"], "--width must be a finite number above 0, at most 32768"),
+        # once AlexNet.__init__()'s TypeError, in Python's words
+        (
+            ["--model", "fcn32s-alexnet", "--width", "0.5"],
+            "--width is not an option of fcn32s-alexnet (its AlexNet takes none)",
+        ),
     ],
 )
 def test_a_value_out_of_range_is_refused_in_one_line_naming_its_flag(
@@ -225,6 +230,11 @@ def test_a_memory_budget_that_is_not_a_finite_size_is_refused_in_one_line(
         # each once an AttributeError traceback
         ({"backbone": None}, "backbone must be an object of options such as"),
         ({"backbone": [1, 2]}, "backbone must be an object of options such as"),
+        # once "VGG16.__init__() got an unexpected keyword argument", naming no file
+        (
+            {"backbone": {"width": 0.125, "depth": 3}},
+            "backbone depth is not an option of fcn8s-vgg16 (its VGG16 takes width, fc_width",
+        ),
     ],
 )
 def test_a_hand_edited_config_with_a_wrong_value_is_named_on_resume(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from torch import nn
 
-from fcnseg.errors import FcnsegError
+from fcnseg.errors import ConfigError, FcnsegError
 from fcnseg.models.alexnet import AlexNet
 from fcnseg.models.classifier import Classifier
 from fcnseg.models.convolutionalize import convolutionalize
@@ -105,6 +106,7 @@ def build_model(
         raise FcnsegError(f"num_classes must be at least 1, got {num_classes}")
     spec = MODELS[name]
     if classifier is None:
+        check_backbone_options(name, backbone_options)
         try:
             classifier = spec.backbone(**backbone_options)
         except TypeError as error:
@@ -115,6 +117,29 @@ def build_model(
     if spec.input_channels != 3:
         classifier = expand_input_channels(copy.deepcopy(classifier), spec.input_channels)
     return _fcn(spec, classifier, num_classes, geometry)
+
+
+def check_backbone_options(name: str, options: Mapping[str, object]) -> None:
+    """Refuses an option the model's classifier does not take (``width`` for AlexNet, a
+    misspelt ``depth`` in a hand-written config), before anything is built.
+
+    Raises:
+        ConfigError: field ``backbone``, the option named, listing the options there are.
+    """
+    backbone = MODELS[name].backbone
+    taken = [
+        parameter
+        for parameter in inspect.signature(backbone).parameters
+        if parameter not in ("self", "num_classes")
+    ]
+    for option in options:
+        if option not in taken:
+            raise ConfigError(
+                "backbone",
+                f"is not an option of {name} (its {backbone.__name__} takes "
+                f"{', '.join(taken) if taken else 'none'})",
+                option,
+            )
 
 
 def _fcn(spec: ModelSpec, classifier: Classifier, num_classes: int, geometry: str) -> FCN:

@@ -46,6 +46,7 @@ from fcnseg.data import PATH_OPTIONS, SYNTHETIC, split_names
 from fcnseg.errors import ConfigError, FcnsegError
 from fcnseg.models import MODELS
 from fcnseg.models.fcn import GEOMETRIES
+from fcnseg.models.registry import check_backbone_options
 from fcnseg.models.vgg import check_widths
 from fcnseg.runtime import AMP_MODES, DEVICES
 from fcnseg.train.loss import NORMALIZATIONS
@@ -211,6 +212,7 @@ class TrainConfig:
             'must be an object of options such as {"width": 0.25}',
             repr(self.backbone),
         )
+        check_backbone_options(self.model, self.backbone)
         check_widths(self.backbone.get("width", 1.0), self.backbone.get("fc_width", 4096))
         # NaN fails every comparison, so each range is written as what holds
         _check("lr", 0 < self.lr < math.inf, "must be a finite number above 0", self.lr)
