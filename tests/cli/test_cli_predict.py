@@ -99,3 +99,22 @@ def test_only_earlier_outputs_is_one_line(
 def test_unknown_model_name_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["predict", "x.png", "--model", "no-such-model", "--out", str(tmp_path)]) == 1
     assert "no-such-model" in one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        # each once named without its flag ("tile must be ...", "memory 'abc': ...")
+        (["--tile", "0"], "--tile 0: expected a whole number of pixels of at least 1"),
+        (["--max-memory", "abc"], "--max-memory: memory 'abc': expected a size such as 2G"),
+    ],
+)
+def test_a_bad_size_is_named_by_its_flag_and_writes_nothing(
+    flags: list[str], said: str, checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    out = tmp_path / "o"
+    assert main(["predict", str(image), "--model", str(checkpoint), "--out", str(out), *flags]) == 1
+    assert said in one_error_line(capsys.readouterr().err)
+    assert not out.exists()

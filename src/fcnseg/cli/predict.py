@@ -169,7 +169,12 @@ def load_any_model(spec: str, precision: str) -> tuple[nn.Module, bool]:
 def run(args: argparse.Namespace) -> int:
     """Segments every image and writes its outputs; 1 if any input failed."""
     check_output_folder(args.out)
-    budget = parse_memory(args.max_memory)
+    try:
+        budget = parse_memory(args.max_memory)
+    except FcnsegError as error:  # named by its flag, as the others are
+        raise FcnsegError(f"--max-memory: {error}") from None
+    if args.tile is not None and args.tile < 1:
+        raise FcnsegError(f"--tile {args.tile}: expected a whole number of pixels of at least 1")
     augmentation = Augmentation(args.flip, tuple(args.scales))
     if not 0 <= args.alpha <= 1:
         raise FcnsegError(f"--alpha {args.alpha}: expected a value from 0 to 1")
