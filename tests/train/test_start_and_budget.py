@@ -191,19 +191,23 @@ def test_a_step_over_budget_is_refused_before_a_weight_is_allocated(
 
     monkeypatch.setattr(loop, "build_model", recording)
     train, val = tiny_data
-    with pytest.raises(FcnsegError, match="budget"):
+    with pytest.raises(FcnsegError, match="budget on cpu: lower the batch size or crop"):
         fit(
             tiny_config(),
             tmp_path,
             train_set=train,
             val_set=val,
-            memory_budget=1000,
+            memory_budget=1.5e6,  # the weights fit (1.4 MB), the step does not
             progress=False,
         )
     assert built == ["meta"]
+    # a batch fits a budget that holds the weights; where they alone do not, a batch cannot
+    with pytest.raises(FcnsegError, match=r"the weights alone do not fit, a narrower net would"):
+        fit(tiny_config(), tmp_path, train_set=train, val_set=val, memory_budget=1, progress=False)
+    assert built == ["meta", "meta"]
     # within the budget, the real net follows the estimate's, from the run's seed as before
     fit(tiny_config(max_iter=1), tmp_path / "ok", train_set=train, val_set=val, progress=False)
-    assert built == ["meta", "meta", "cpu"]
+    assert built == ["meta", "meta", "meta", "cpu"]
 
 
 def test_image_sizes_come_from_the_file_headers(tmp_path: Path) -> None:

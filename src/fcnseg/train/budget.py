@@ -244,7 +244,13 @@ def check_sizes(
         f"a training step of {config.batch_size} image(s) of {height}x{width} needs about "
         f"{gib(memory.total)} ({gib(memory.activations)} of activations, "
         f"{gib(memory.weights)} of weights, gradients and optimiser state), more than "
-        f"the {gib(budget)} budget on {device.type}: lower the batch size or crop"
+        f"the {gib(budget)} budget on {device.type}: "
+        # no batch or crop fits when the weights alone do not: only a narrower net does
+        + (
+            "the weights alone do not fit, a narrower net would (--width, --fc-width)"
+            if memory.weights > budget
+            else "lower the batch size or crop"
+        )
     )
 
 
