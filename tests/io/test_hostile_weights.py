@@ -159,7 +159,7 @@ CASES = {
     "an extra tensor": (_saved(lambda s: {**s, "x": torch.zeros(2)}), "unexpected"),
     # records that describe another model or a huge one
     "record names another model": (_saved(model="fcn8s-vgg16"), "missing"),
-    "record names AlexNet": (_saved(model="fcn32s-alexnet"), "unexpected keyword"),
+    "record names AlexNet": (_saved(model="fcn32s-alexnet"), "not an option of fcn32s-alexnet"),
     "record declares width 64 (17 GB)": (_saved(build=_build(width=64.0)), "(4096, 3, 3, 3)"),
     "record declares fc_width 1e9": (_saved(build=_build(fc_width=10**9)), "1000000000"),
     "record declares 20,000 classes": (_edit_record(_many_classes), "do not fit"),
