@@ -174,6 +174,6 @@ def test_a_staged_run_refused_before_its_first_stage_leaves_out_as_it_was(
     if not made:
         out.mkdir()  # the user's own empty folder stays
     assert main([*STAGED, "--out", str(out), "--memory-budget", "0.0001"]) == 1
-    assert "GiB budget" in one_error_line(capsys.readouterr().err)
+    assert "KiB budget on cpu" in one_error_line(capsys.readouterr().err)
     assert out.exists() is not made
     assert not out.exists() or not any(out.iterdir())

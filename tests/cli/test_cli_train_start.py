@@ -155,9 +155,9 @@ def test_sizes_that_cannot_fit_are_refused_in_one_line(
     assert main([*args, "--out", str(tmp_path / "b"), "--memory-budget", "0.0001"]) == 1
     line = one_error_line(capsys.readouterr().err)
     assert "a training step of 8 image(s) of 32x32 needs about" in line
-    assert "the 0.0001 GiB budget" in line  # not rounded to 0.0
+    assert "the 105 KiB budget" in line  # 0.0001 GiB, once printed as 0.0 GiB
     assert main([*args, "--out", str(tmp_path / "c"), "--memory-budget", "1e-9"]) == 1
-    assert "the 1e-09 GiB budget" in one_error_line(capsys.readouterr().err)  # not 1 byte
+    assert "the 1 B budget" in one_error_line(capsys.readouterr().err)  # 1e-9 GiB, 1.07 bytes
     assert not (tmp_path / "a" / "log.jsonl").exists() and not (tmp_path / "b").exists()
 
 

@@ -59,8 +59,8 @@ class VGG16(Classifier):
         in_channels: input channels (4 for RGB-D early fusion, section 5).
 
     Raises:
-        ConfigError (an FcnsegError): ``width`` not a finite number above 0, or ``fc_width``
-            below 1.
+        ConfigError (an FcnsegError): ``width`` or ``fc_width`` out of range
+            (:func:`check_widths`).
     """
 
     classifier_layer = "fc8"

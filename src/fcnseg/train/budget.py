@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from fcnseg.errors import FcnsegError
+from fcnseg.inference.memory import format_bytes
 from fcnseg.train.recipes import TrainConfig
 
 GIB = 1 << 30
@@ -242,9 +243,9 @@ def check_sizes(
         return memory
     raise FcnsegError(
         f"a training step of {config.batch_size} image(s) of {height}x{width} needs about "
-        f"{gib(memory.total)} ({gib(memory.activations)} of activations, "
-        f"{gib(memory.weights)} of weights, gradients and optimiser state), more than "
-        f"the {gib(budget)} budget on {device.type}: "
+        f"{format_bytes(memory.total)} ({format_bytes(memory.activations)} of activations, "
+        f"{format_bytes(memory.weights)} of weights, gradients and optimiser state), more than "
+        f"the {format_bytes(budget)} budget on {device.type}: "
         # no batch or crop fits when the weights alone do not: only a narrower net does
         + (
             "the weights alone do not fit, a narrower net would (--width, --fc-width)"
@@ -252,9 +253,3 @@ def check_sizes(
             else "lower the batch size or crop"
         )
     )
-
-
-def gib(size: float) -> str:
-    """``size`` bytes in GiB to three significant digits, so that parts and their sum read
-    alike and a budget of 0.0001 GiB is not printed as 0.0."""
-    return f"{size / GIB:.3g} GiB"
