@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from fcnseg.errors import FcnsegError
+from fcnseg.inference.memory import format_bytes
 
 # Modules under fcnseg.cli, one per subcommand (``fcnseg eval`` lives in ``evaluate``).
 COMMANDS = (
@@ -111,7 +112,7 @@ def _out_of_memory(error: RuntimeError) -> str | None:
     if "can't allocate memory" not in text and "out of memory" not in text.lower():
         return None
     asked = re.search(r"allocate (\d+) bytes", text)
-    size = f" of {int(asked.group(1)) / 2**30:.3g} GiB" if asked else ""
+    size = f" of {format_bytes(int(asked.group(1)))}" if asked else ""
     return (
         f"out of memory: an allocation{size} failed; the sizes asked for (--width, "
         "--batch-size, --crop, --scales, the image size) are too large for this machine"
